@@ -1,0 +1,412 @@
+"""Build the TaskGraph: every op placed on engines, costed, fused, given a home for its tensors, and tiled.
+
+Stages, in order (each a small function below): fold/skip ops that cost nothing or cannot be modelled; assign and
+cost the rest; form inter-layer fusion groups; decide where each tensor lives (streamed, resident on chip, or in
+DRAM); tile every group so its working set fits its buffers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from archsim.config.load import ArchConfig
+from archsim.config.schema import MacArrayBase
+from archsim.errors import MappingError
+from archsim.mapping.assign import assigned_engines, op_classes
+from archsim.mapping.dataflow import OpCost, dma_cost, mac_cost, nonlinear_cost, requant_cost, supports
+from archsim.mapping.geometry import Depthwise, Gemm, geometry
+from archsim.workloads.ir import MAC_KINDS, Op, Tensor, Workload
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One engine's share of an op (an op split over several engines runs one part on each, concurrently)."""
+
+    engine: str
+    macs: int
+    cycles: int
+    energy_pj: float
+
+
+@dataclass(frozen=True, slots=True)
+class RequantStage:
+    """The re-quantization stage pipelined behind a MAC op's output tiles."""
+
+    engine: str
+    name: str
+    scale_kind: str
+    elements: int
+    cycles: int
+    energy_pj: float
+    mode: str
+
+
+@dataclass
+class Task:
+    """An op ready to simulate: engines, whole-op costs, where its tensors live, and its tile count."""
+
+    op: Op
+    index: int
+    cls: str
+    parts: tuple[Part, ...]
+    cost: OpCost
+    requant: RequantStage | None = None
+    group: str = ""
+    tiles: int = 1
+    weight_dram_bytes: int = 0
+    act_dram_bytes: int = 0
+    out_dram_bytes: int = 0
+    resident_out: bool = False
+    stream_in: str = ""  # tensor received tile by tile from the previous task of the group
+    stream_out: bool = False
+    deps: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        return tuple(p.engine for p in self.parts)
+
+    @property
+    def cycles(self) -> int:
+        return max(p.cycles for p in self.parts)
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.weight_dram_bytes + self.act_dram_bytes + self.out_dram_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An op that costs nothing (folded into its producer, or a view) or that cannot be modelled."""
+
+    op: Op
+    status: str  # folded | unmodelled
+    reason: str
+
+
+@dataclass
+class TaskGraph:
+    groups: list[list[Task]]
+    skipped: list[Skipped]
+    order: list[str]  # every op name, trace order
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tasks(self) -> list[Task]:
+        return [t for g in self.groups for t in g]
+
+
+# ---- 1. fold, skip, assign, cost ---------------------------------------------------------------------------------
+
+
+def _canonical(alias: Mapping[str, str], name: str) -> str:
+    while name in alias:
+        name = alias[name]
+    return name
+
+
+def _split_geometry(geom: Gemm | Depthwise, weights: list[int]) -> list[Gemm | Depthwise]:
+    """Split output channels over engines in proportion to ``weights`` (their peak MACs per cycle)."""
+    total = sum(weights)
+    size = geom.n if isinstance(geom, Gemm) else geom.channels
+    shares, given = [], 0
+    for i, w in enumerate(weights):
+        s = size - given if i == len(weights) - 1 else round(size * w / total)
+        s = max(0, min(s, size - given))
+        shares.append(s)
+        given += s
+    out: list[Gemm | Depthwise] = []
+    for s in shares:
+        if isinstance(geom, Gemm):
+            out.append(Gemm(geom.groups, geom.m, geom.k, s, geom.taps))
+        else:
+            out.append(Depthwise(s, geom.rows, geom.width, geom.taps, geom.multiplier))
+    return out
+
+
+def _cost(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig, engines: tuple[str, ...], cls: str) -> tuple[tuple[Part, ...], OpCost]:
+    if op.kind in MAC_KINDS:
+        geom = geometry(op, tensors)
+        if geom.macs != op.macs:
+            raise MappingError(f"op {op.name}: trace says {op.macs} MACs but its shapes give {geom.macs}")
+        cfgs = [cfg.engines[e] for e in engines]
+        pieces = [geom] if len(engines) == 1 else _split_geometry(geom, [c.peak_macs_per_cycle for c in cfgs])
+        costs = [mac_cost(op, tensors, g, c) if g.macs else OpCost(cycles=0) for g, c in zip(pieces, cfgs)]
+        parts = tuple(Part(e, c.macs, c.cycles, c.energy_pj) for e, c in zip(engines, costs))
+        whole = mac_cost(op, tensors, geom, cfgs[0]) if len(engines) == 1 else _merge(op, tensors, costs)
+        return parts, whole
+    ecfg = cfg.engines[engines[0]]
+    if op.kind == "data_movement":
+        c = dma_cost(op, tensors, ecfg)
+    elif op.kind == "requant":
+        c = requant_cost(tensors[op.output].numel, op.scale_kind, ecfg)
+    else:
+        c = nonlinear_cost(op, tensors, ecfg, cls)
+    return (Part(engines[0], 0, c.cycles, c.energy_pj),), c
+
+
+def _merge(op: Op, tensors: Mapping[str, Tensor], costs: list[OpCost]) -> OpCost:
+    """Whole-op cost of a split op: parts run at once; inputs are broadcast to every part (read once)."""
+    return OpCost(
+        cycles=max(c.cycles for c in costs),
+        macs=sum(c.macs for c in costs),
+        elements=sum(c.elements for c in costs),
+        act_read_bytes=max(c.act_read_bytes for c in costs),
+        weight_read_bytes=sum(c.weight_read_bytes for c in costs),
+        write_bytes=sum(c.write_bytes for c in costs),
+        energy_pj=sum(c.energy_pj for c in costs),
+        detail="split:" + "+".join(c.detail for c in costs),
+    )
+
+
+def _place(w: Workload, cfg: ArchConfig) -> tuple[list[Task], list[Skipped], dict[str, str]]:
+    """Decide for every op: folded, unmodelled, or a costed Task on its engines."""
+    mapping = cfg.raw.mapping
+    tensors = w.tensors
+    producers = {op.output: op for op in w.ops}
+    consumers = w.consumers()
+    alias: dict[str, str] = {}
+    tasks: list[Task] = []
+    skipped: list[Skipped] = []
+    for index, op in enumerate(w.ops):
+        if op.kind == "other":
+            skipped.append(Skipped(op, "unmodelled", f"aten op {op.attrs.get('aten', op.source)!r} has no lowering"))
+            if op.inputs:
+                alias[op.output] = op.inputs[0]
+            continue
+        if op.kind == "batchnorm" and mapping.fold_batchnorm and op.inputs:
+            src = producers.get(op.inputs[0])
+            if src is not None and src.kind == "conv2d" and consumers.get(src.output) == [op.name]:
+                skipped.append(Skipped(op, "folded", f"batchnorm folded into {src.name}"))
+                alias[op.output] = op.inputs[0]
+                continue
+        classes = op_classes(op, tensors)
+        found = assigned_engines(op, tensors, cfg)
+        if found is None:
+            if mapping.on_unmapped == "report":
+                skipped.append(Skipped(op, "unmodelled", f"no engine assigned to {' / '.join(classes)}"))
+                if op.inputs:
+                    alias[op.output] = op.inputs[0]
+                continue
+            raise MappingError(
+                f"op {op.name} ({' / '.join(classes)}) has no engine: add one of these classes to mapping.assign, "
+                "or set mapping.on_unmapped: report",
+                source=cfg.source,
+                key="mapping.assign",
+            )
+        engines, matched = found
+        cls = matched
+        for e in engines:
+            runs_as = supports(cfg.engines[e], op, classes)
+            if runs_as is None:
+                raise MappingError(
+                    f"op {op.name} ({' / '.join(classes)}) is assigned to engine {e!r} "
+                    f"(type {cfg.engines[e].type}), which cannot run it",
+                    source=cfg.source,
+                    key=f"mapping.assign.{matched}",
+                )
+            cls = runs_as
+        parts, cost = _cost(op, tensors, cfg, engines, cls)
+        task = Task(op=op, index=index, cls=cls, parts=parts, cost=cost)
+        if op.kind in MAC_KINDS and mapping.requant:
+            task.requant = _requant_stage(op, tensors, cfg)
+        tasks.append(task)
+    return tasks, skipped, alias
+
+
+def _requant_stage(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig) -> RequantStage:
+    target = cfg.raw.mapping.assign["requant"]
+    engine = target if isinstance(target, str) else target[0]
+    scale = op.scale_kind if op.scale_kind != "none" else cfg.raw.defaults.scale_kind
+    elements = tensors[op.output].numel
+    c = requant_cost(elements, scale, cfg.engines[engine])
+    return RequantStage(engine, f"{op.name}.requant", scale, elements, c.cycles, c.energy_pj, c.detail)
+
+
+# ---- 2. fusion groups -------------------------------------------------------------------------------------------
+
+_NOT_STREAMABLE = frozenset({"reduce", "pool"})
+
+
+def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_outputs: set[str]) -> list[list[Task]]:
+    """Chain consecutive producer -> consumer tasks on distinct engines into groups that stream tiles."""
+    pipe = cfg.raw.mapping.pipeline
+    readers: dict[str, list[int]] = {}
+    for t in tasks:
+        for name in dict.fromkeys(_canonical(alias, i) for i in t.op.inputs):
+            readers.setdefault(name, []).append(t.index)
+    groups: list[list[Task]] = []
+    for t in tasks:
+        if groups and pipe.inter_layer and _can_join(groups[-1], t, alias, readers, pipe.max_group_ops, graph_outputs):
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    for gi, g in enumerate(groups):
+        name = f"g{gi}" if len(g) > 1 else ""
+        for t in g:
+            t.group = name
+    return groups
+
+
+def _can_join(group: list[Task], t: Task, alias: Mapping[str, str], readers: Mapping[str, list[int]], max_ops: int,
+              graph_outputs: set[str]) -> bool:
+    prev = group[-1]
+    out = _canonical(alias, prev.op.output)
+    if len(group) >= max_ops or not t.op.inputs or _canonical(alias, t.op.inputs[0]) != out:
+        return False
+    if readers.get(out) != [t.index] or out in graph_outputs:
+        return False
+    if prev.op.kind in _NOT_STREAMABLE or t.op.kind in _NOT_STREAMABLE:
+        return False
+    used = {e for m in group for e in m.engines}
+    return not used.intersection(t.engines)
+
+
+# ---- 3. residency and 4. tiling ------------------------------------------------------------------------------------
+
+
+def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload, cfg: ArchConfig) -> None:
+    """Decide each tensor's home (streamed, resident, DRAM), then tile every group to fit its buffers."""
+    raw = cfg.raw
+    tensors = w.tensors
+    act_buf = cfg.buffer_for("activation")
+    wgt_buf = cfg.buffer_for("weight")
+    act_cap = raw.buffers[act_buf].capacity_bytes
+    resident_budget = int(act_cap * raw.mapping.resident_fraction)
+    act_work = act_cap - resident_budget
+    wgt_work = raw.buffers[wgt_buf].capacity_bytes
+    if act_buf == wgt_buf:
+        act_work = wgt_work = act_work // 2
+    k = 2 if raw.mapping.pipeline.intra_layer else 1
+    depth = raw.mapping.pipeline.fifo_depth
+
+    graph_outputs = {_canonical(alias, t) for t in w.graph_outputs()}
+    last_use: dict[str, int] = {}
+    for g in groups:
+        for t in g:
+            for i in t.op.inputs:
+                last_use[_canonical(alias, i)] = t.index
+    resident: dict[str, int] = {}  # live resident tensor -> bytes
+    by_producer = {t.op.output: t for g in groups for t in g}
+
+    for gi, g in enumerate(groups):
+        names_in_group = {t.op.output for t in g}
+        for pos, t in enumerate(g):
+            if pos > 0:
+                t.stream_in = _canonical(alias, t.op.inputs[0])
+            if pos < len(g) - 1:
+                t.stream_out = True
+            deps = []
+            act_in = 0
+            for i in dict.fromkeys(_canonical(alias, x) for x in t.op.inputs):
+                if i == t.stream_in:
+                    continue
+                producer = by_producer.get(i)
+                if producer is not None and i not in names_in_group:
+                    deps.append(producer.name)
+                if i not in resident:
+                    act_in += tensors[i].nbytes
+            t.deps = tuple(dict.fromkeys(deps))
+            t.act_dram_bytes = act_in
+            t.weight_dram_bytes = sum(tensors[x].nbytes for x in t.op.weights)
+            out = t.op.output
+            out_bytes = tensors[out].nbytes
+            if not t.stream_out:
+                live = sum(resident.values())
+                if out in graph_outputs:
+                    t.out_dram_bytes = out_bytes
+                elif live + out_bytes <= resident_budget:
+                    t.resident_out = True
+                else:
+                    t.out_dram_bytes = out_bytes
+        # free resident tensors whose last reader has now run
+        last_index = g[-1].index
+        for name in [n for n in resident if last_use.get(n, -1) <= last_index]:
+            del resident[name]
+        for t in g:
+            if t.resident_out and last_use.get(t.op.output, -1) > last_index:
+                resident[t.op.output] = tensors[t.op.output].nbytes
+        _tile_group(g, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth)
+
+
+def _tile_group(g: list[Task], tensors: Mapping[str, Tensor], cfg: ArchConfig, act_buf: str, wgt_buf: str,
+                act_work: int, wgt_work: int, k: int, depth: int) -> None:
+    tiles = 1
+    for t in g:
+        tiles = max(tiles, _tiles_needed(t, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth))
+    for t in g:
+        t.tiles = tiles
+        if t.weight_dram_bytes and t.act_dram_bytes and tiles > 1:
+            n_w = math.ceil(t.weight_dram_bytes * k / wgt_work)
+            n_a = math.ceil((t.act_dram_bytes + t.out_dram_bytes) * k / act_work)
+            if n_w > 1 and n_a > 1:  # neither operand fits: re-read the cheaper one once per tile of the other
+                t.act_dram_bytes += min(t.act_dram_bytes * (n_w - 1), t.weight_dram_bytes * (n_a - 1))
+
+
+def _tiles_needed(t: Task, tensors: Mapping[str, Tensor], cfg: ArchConfig, act_buf: str, wgt_buf: str,
+                  act_work: int, wgt_work: int, k: int, depth: int) -> int:
+    """Fewest tiles whose per-tile working set (double-buffered when intra-layer pipelining is on) fits."""
+    op = t.op
+    stream = (tensors[t.stream_in].nbytes if t.stream_in else 0) + (tensors[op.output].nbytes if t.stream_out else 0)
+    staged = (t.act_dram_bytes + t.out_dram_bytes) * k + stream * depth
+    rows = _rows(op, tensors)
+    if staged and staged / rows > act_work:
+        raise MappingError(
+            f"op {op.name}: one tile (one output row) needs {math.ceil(staged / rows)} bytes of staging but buffer "
+            f"{act_buf!r} has {act_work} bytes of working space; a tile can never fit",
+            source=cfg.source,
+            key=f"buffers.{act_buf}.capacity_kib",
+        )
+    n_a = math.ceil(staged / act_work) if staged else 1
+    n_w = 1
+    if t.weight_dram_bytes:
+        per_channel = t.weight_dram_bytes * k / _out_channels(op, tensors)
+        if per_channel > wgt_work:
+            raise MappingError(
+                f"op {op.name}: the weights of one output channel need {math.ceil(per_channel)} bytes but buffer "
+                f"{wgt_buf!r} has {wgt_work} bytes of working space; a tile can never fit",
+                source=cfg.source,
+                key=f"buffers.{wgt_buf}.capacity_kib",
+            )
+        n_w = math.ceil(t.weight_dram_bytes * k / wgt_work)
+    if n_w > 1 and n_a > 1 and t.act_dram_bytes:
+        return n_w * n_a
+    return max(n_a, n_w, 1)
+
+
+def _rows(op: Op, tensors: Mapping[str, Tensor]) -> int:
+    """How many independent output rows (pixels or tokens) an op's output can be cut into."""
+    shape = tensors[op.output].shape
+    if op.kind == "conv2d" and len(shape) == 4:
+        return shape[0] * shape[2] * shape[3]
+    return max(1, math.prod(shape[:-1])) if len(shape) > 1 else 1
+
+
+def _out_channels(op: Op, tensors: Mapping[str, Tensor]) -> int:
+    w = tensors[op.weights[0]].shape if op.weights else tensors[op.output].shape
+    return max(1, w[0])
+
+
+# ---- entry point -------------------------------------------------------------------------------------------------
+
+
+def build_taskgraph(w: Workload, cfg: ArchConfig) -> TaskGraph:
+    """Map ``w`` onto ``cfg``: the complete, static plan the simulator executes."""
+    tasks, skipped, alias = _place(w, cfg)
+    graph_outputs = {_canonical(alias, t) for t in w.graph_outputs()}
+    groups = _fuse(tasks, alias, cfg, graph_outputs)
+    _plan_memory(groups, alias, w, cfg)
+    notes = []
+    if not cfg.raw.mapping.pipeline.inter_layer:
+        notes.append("inter-layer pipelining off: every op runs alone")
+    if not cfg.raw.mapping.pipeline.intra_layer:
+        notes.append("intra-layer pipelining off: load, compute and write-back of each tile run in sequence")
+    return TaskGraph(groups=groups, skipped=skipped, order=[op.name for op in w.ops], notes=notes)
+
+
+def peak_macs(cfg: ArchConfig, engines: tuple[str, ...]) -> int:
+    return sum(cfg.engines[e].peak_macs_per_cycle for e in engines if isinstance(cfg.engines[e], MacArrayBase))

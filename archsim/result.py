@@ -1,0 +1,123 @@
+"""The outcome of one simulation: per-op records, per-component statistics, energy and timeline spans.
+
+A :class:`Result` is plain data: the report writers turn it into summary.json, layers.csv, plots and traces, and
+tests check invariants on it. It holds no wall-clock time, so two runs of the same inputs are identical.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A busy interval of one component, in accelerator cycles [start, end).
+
+    ``category`` says what kind of work it is: compute, dram_read, dram_write, buffer_read, buffer_write, noc,
+    nonlinear, requant. ``op`` is the op it serves; ``tile`` the tile index within that op.
+    """
+
+    component: str
+    start: int
+    end: int
+    op: str
+    category: str
+    tile: int = 0
+    nbytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OpRecord:
+    """What one op cost: when it ran, where, and what it moved and spent.
+
+    ``status`` is ``simulated``, ``folded`` (absorbed into its producer at zero cost, e.g. a batchnorm folded into
+    a conv, or a view) or ``unmodelled`` (counted and reported, never silently dropped). ``group`` names the
+    inter-layer fusion group it ran in ('' when it ran alone).
+    """
+
+    op: str
+    kind: str
+    engine: str
+    start_cycle: int
+    end_cycle: int
+    macs: int
+    elements: int
+    dram_read_bytes: int
+    dram_write_bytes: int
+    energy_pj: float
+    tiles: int
+    status: str = "simulated"
+    group: str = ""
+    scope: str = ""
+    compute_bound_cycles: int = 0
+    memory_bound_cycles: int = 0
+
+    @property
+    def cycles(self) -> int:
+        return self.end_cycle - self.start_cycle
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStat:
+    """Utilisation of one compute engine over the whole run."""
+
+    name: str
+    type: str
+    peak_macs_per_cycle: int
+    busy_cycles: int
+    macs: int
+    utilization: float  # macs / (peak_macs_per_cycle * latency_cycles); 0 for engines without MACs
+    ops: int
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStat:
+    """Busy time and traffic of one component (engine, buffer, DRAM channel, NoC)."""
+
+    name: str
+    type: str
+    busy_cycles: int
+    read_bytes: int = 0
+    write_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything a run produced. ``summary()`` gives the summary.json content."""
+
+    model: str
+    config: str
+    clock_mhz: float
+    batch: int
+    latency_cycles: int
+    ops: tuple[OpRecord, ...]
+    engines: Mapping[str, EngineStat]
+    components: Mapping[str, ComponentStat]
+    energy_pj_by_component: Mapping[str, float]
+    energy_pj_by_op_kind: Mapping[str, float]
+    spans: tuple[Span, ...]
+    dram_read_bytes: int
+    dram_write_bytes: int
+    events: int
+    workload_meta: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def latency_ms(self) -> float:
+        return self.latency_cycles / (self.clock_mhz * 1e3)
+
+    @property
+    def fps(self) -> float:
+        return self.batch / (self.latency_ms / 1e3) if self.latency_cycles else 0.0
+
+    @property
+    def total_macs(self) -> int:
+        return sum(r.macs for r in self.ops)
+
+    @property
+    def energy_pj_total(self) -> float:
+        return sum(self.energy_pj_by_component.values())
+
+    @property
+    def unmodelled_ops(self) -> tuple[OpRecord, ...]:
+        return tuple(r for r in self.ops if r.status == "unmodelled")
