@@ -83,7 +83,9 @@ class ComponentStat:
 
 @dataclass(frozen=True)
 class Result:
-    """Everything a run produced. ``summary()`` gives the summary.json content."""
+    """Everything a run produced; ``archsim.report`` turns it into files. ``OpRecord.engine`` joins the engines of
+    an op split over several with ``+`` (``mat+rmac``). Energy by component and by op kind are sums of the same
+    charges, so both add up to ``energy_pj_total``."""
 
     model: str
     config: str

@@ -1,0 +1,227 @@
+"""summary.json: the headline numbers of one run, in a stable, diffable form.
+
+Besides :func:`build_summary` and :func:`write_summary`, this module holds the small helpers every report writer
+shares (deterministic float rounding, JSON-safe conversion, atomic file writes), so that all outputs of a run agree
+on their numbers and none is ever left half-written.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import platform
+import secrets
+import socket
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from archsim.result import Result
+
+#: Bumped when a key of summary.json changes meaning or disappears (adding keys does not bump it).
+SUMMARY_SCHEMA_VERSION = 1
+
+#: Significant digits kept for every float written by the report package.
+SIG_DIGITS = 6
+
+#: Op statuses always present in ``summary["ops"]``, so the key set does not depend on the model.
+OP_STATUSES: tuple[str, ...] = ("simulated", "folded", "unmodelled")
+
+
+# ---- shared helpers ----------------------------------------------------------------------------------------------
+
+
+def round_sig(value: float, digits: int = SIG_DIGITS) -> float:
+    """Round to ``digits`` significant digits, so float noise never shows up as a diff between two runs."""
+    value = float(value)
+    if value == 0.0 or not math.isfinite(value):
+        return value
+    return float(f"{value:.{digits}g}")
+
+
+def format_float(value: float) -> str:
+    """A float as text, rounded like :func:`round_sig` (for CSV cells and the like)."""
+    return repr(round_sig(value))
+
+
+def json_safe(value: Any) -> Any:
+    """Turn ``value`` into plain JSON data: floats rounded, non-finite floats as ``None``, containers recursed.
+
+    Unknown objects (numpy scalars/arrays, paths, enums) become their ``tolist()``/``str()`` form rather than
+    making ``json.dumps`` fail on some user-supplied workload metadata.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return round_sig(number) if math.isfinite(number) else None
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((json_safe(item) for item in value), key=repr)
+    if hasattr(value, "tolist"):
+        return json_safe(value.tolist())
+    return str(value)
+
+
+def safe_ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, or 0.0 when the denominator is zero (an empty or zero-latency run)."""
+    return numerator / denominator if denominator else 0.0
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it onto ``path`` only if the block succeeds.
+
+    The writer inside the block must create the temporary file itself (so it gets the usual umask permissions).
+    On any failure the temporary file is removed and ``path`` keeps its previous content, if any.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` as UTF-8 with ``\\n`` line ends, atomically; return the final path."""
+    with atomic_path(path) as tmp, open(tmp, "x", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+# ---- derived metrics ---------------------------------------------------------------------------------------------
+
+
+def latency_seconds(result: Result) -> float:
+    """Run latency in seconds."""
+    return result.latency_ms / 1e3
+
+
+def achieved_gops(result: Result) -> float:
+    """Achieved throughput in GOPS, counting one MAC as two operations."""
+    return safe_ratio(2.0 * result.total_macs, latency_seconds(result)) / 1e9
+
+
+def peak_macs_per_cycle(result: Result) -> int:
+    """Sum of the peak MAC rates of all engines."""
+    return sum(stat.peak_macs_per_cycle for stat in result.engines.values())
+
+
+def peak_gops(result: Result) -> float:
+    """Peak throughput in GOPS of all MAC engines together at the run's clock."""
+    return 2.0 * peak_macs_per_cycle(result) * result.clock_mhz * 1e6 / 1e9
+
+
+def count_by_status(result: Result) -> dict[str, int]:
+    """Number of ops per status; the known statuses are always present, possibly with 0."""
+    counts = {status: 0 for status in OP_STATUSES}
+    for record in result.ops:
+        counts[record.status] = counts.get(record.status, 0) + 1
+    return counts
+
+
+# ---- summary.json ------------------------------------------------------------------------------------------------
+
+
+def host_info(**wall_times_s: float) -> dict[str, Any]:
+    """What a caller may put under ``host``: machine, Python, and the wall times it measured (seconds).
+
+    Kept separate from the rest of the summary because it differs between two otherwise identical runs.
+    """
+    return {
+        "hostname": socket.gethostname(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "wall_time_s": dict(wall_times_s),
+    }
+
+
+def _engines(result: Result) -> dict[str, dict[str, Any]]:
+    """Per-engine utilisation block of the summary."""
+    return {
+        name: {
+            "type": stat.type,
+            "peak_macs_per_cycle": stat.peak_macs_per_cycle,
+            "busy_cycles": stat.busy_cycles,
+            "busy_fraction": safe_ratio(stat.busy_cycles, result.latency_cycles),
+            "utilization": stat.utilization,
+            "macs": stat.macs,
+            "ops": stat.ops,
+        }
+        for name, stat in result.engines.items()
+    }
+
+
+def _components(result: Result) -> dict[str, dict[str, Any]]:
+    """Per-component busy time and traffic block of the summary."""
+    return {
+        name: {
+            "type": stat.type,
+            "busy_cycles": stat.busy_cycles,
+            "busy_fraction": safe_ratio(stat.busy_cycles, result.latency_cycles),
+            "read_bytes": stat.read_bytes,
+            "write_bytes": stat.write_bytes,
+        }
+        for name, stat in result.components.items()
+    }
+
+
+def build_summary(result: Result, host: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The summary.json content: plain, rounded JSON data; no wall-clock data unless ``host`` is given."""
+    energy_total = result.energy_pj_total
+    summary: dict[str, Any] = {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "model": result.model,
+        "config": result.config,
+        "clock_mhz": result.clock_mhz,
+        "batch": result.batch,
+        "latency_cycles": result.latency_cycles,
+        "latency_ms": result.latency_ms,
+        "fps": result.fps,
+        "total_macs": result.total_macs,
+        "achieved_gops": achieved_gops(result),
+        "peak_gops": peak_gops(result),
+        "peak_macs_per_cycle": peak_macs_per_cycle(result),
+        "dram_read_bytes": result.dram_read_bytes,
+        "dram_write_bytes": result.dram_write_bytes,
+        "dram_bytes_per_cycle": safe_ratio(
+            result.dram_read_bytes + result.dram_write_bytes, result.latency_cycles
+        ),
+        "energy_pj_total": energy_total,
+        "energy_pj_per_inference": safe_ratio(energy_total, result.batch),
+        "energy_pj_by_component": dict(result.energy_pj_by_component),
+        "energy_pj_by_op_kind": dict(result.energy_pj_by_op_kind),
+        "engines": _engines(result),
+        "components": _components(result),
+        "unmodelled_ops": len(result.unmodelled_ops),
+        "unmodelled": [record.op for record in result.unmodelled_ops],
+        "ops": count_by_status(result),
+        "events": result.events,
+        "workload": dict(result.workload_meta),
+        "notes": list(result.notes),
+    }
+    if host is not None:
+        summary["host"] = dict(host)
+    cleaned: dict[str, Any] = json_safe(summary)
+    return cleaned
+
+
+def dumps_summary(summary: Mapping[str, Any]) -> str:
+    """Serialise a summary deterministically: sorted keys, two-space indent, trailing newline, strict JSON."""
+    return json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_summary(result: Result, path: str | os.PathLike[str], host: Mapping[str, Any] | None = None) -> Path:
+    """Write summary.json atomically; with ``host=None`` the bytes depend only on the result."""
+    return write_text_atomic(path, dumps_summary(build_summary(result, host)))
