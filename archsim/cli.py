@@ -87,7 +87,7 @@ def _version() -> str:
 # ---- commands -----------------------------------------------------------------------------------------------------
 
 
-def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bias_bits: int, scale_kind: str):
+def _check_workload_args(args: argparse.Namespace) -> None:
     given = [x for x in (args.model, args.workload, args.trace) if x]
     if len(given) != 1:
         raise UsageError("give exactly one of --model, --workload or --trace")
@@ -95,6 +95,10 @@ def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bi
         raise UsageError(f"--batch must be a positive integer, got {args.batch}")
     if args.resolution is not None and args.resolution < 1:
         raise UsageError(f"--resolution must be a positive integer, got {args.resolution}")
+
+
+def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bias_bits: int, scale_kind: str):
+    _check_workload_args(args)
     if args.workload:
         from archsim.workloads.yaml_format import load_yaml_workload
 
@@ -118,24 +122,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from archsim.report import write_all
     from archsim.report.console import format_summary
 
+    _check_workload_args(args)
     cfg = load_config(args.config, args.set)
     d = cfg.raw.defaults
-    bar = tqdm(total=4, desc="trace", unit="stage", file=sys.stderr, disable=args.quiet, leave=False)
-    t0 = time.perf_counter()
-    workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind)
-    t_trace = time.perf_counter() - t0
-    bar.update(1)
-    bar.set_description("map+simulate")
-    t1 = time.perf_counter()
-    result = run_stages(cfg, workload, progress=None if args.quiet else bar)
-    t_sim = time.perf_counter() - t1
-    bar.set_description("report")
-    out = Path(args.out) if args.out else Path("reports") / f"{cfg.name}-{_slug(result.model)}"
-    host = {"python": platform.python_version(), "machine": platform.machine(),
-            "wall_seconds": {"trace": round(t_trace, 3), "simulate": round(t_sim, 3)}}
-    write_all(result, out, host=host)
-    bar.update(1)
-    bar.close()
+    # the bar shows on a terminal only (disable=None), so logs and pipes stay clean
+    with tqdm(total=4, desc="trace", unit="stage", file=sys.stderr, disable=True if args.quiet else None,
+              leave=False) as bar:
+        t0 = time.perf_counter()
+        workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind)
+        t_trace = time.perf_counter() - t0
+        bar.update(1)
+        bar.set_description("map+simulate")
+        t1 = time.perf_counter()
+        result = run_stages(cfg, workload, progress=bar)
+        t_sim = time.perf_counter() - t1
+        bar.set_description("report")
+        out = Path(args.out) if args.out else Path("reports") / f"{cfg.name}-{_slug(result.model)}"
+        host = {"python": platform.python_version(), "machine": platform.machine(),
+                "wall_seconds": {"trace": round(t_trace, 3), "simulate": round(t_sim, 3)}}
+        write_all(result, out, host=host)
+        bar.update(1)
     if not args.quiet:
         print(format_summary(result, out))
     return 0

@@ -1,7 +1,7 @@
 """Execute a TaskGraph on the components: one SimPy process per pipeline stage of every task.
 
-Per tile, a task loads what it needs from DRAM into its buffers, fetches operands from the buffers into the
-engine over the NoC, computes, re-quantizes, and writes the result back (to the activation buffer, to DRAM, or into
+Per tile, a task loads what it needs from DRAM into its buffers, computes while its operands stream from the
+buffers into the engine over the NoC, re-quantizes, and writes the result back (to the activation buffer, to DRAM, or into
 the FIFO of the next task of its fusion group). With intra-layer pipelining these stages are separate processes
 joined by one-slot stores, so tile i+1 loads while tile i computes; without it they run in sequence.
 
@@ -161,7 +161,6 @@ class Runner:
             yield fifo_in.get()
         self.state[t.name] = f"tile {i}: loading"
         noc = self.noc
-        eng = t.engines[0]
         w = share(t.weight_dram_bytes, n, i)
         if w:
             path = [self.dram, noc.route("dram", self.wgt_buf.name), self.wgt_buf]
@@ -170,6 +169,12 @@ class Runner:
         if a:
             path = [self.dram, noc.route("dram", self.act_buf.name), self.act_buf]
             yield from self._xfer(t, path, Command.READ, "activations", a, i, "dram_read")
+
+    def _fetch_tile(self, t: Task, i: int) -> Generator:
+        """Operand reads from the buffers into the engine; they stream while the engine computes."""
+        n = t.tiles
+        noc = self.noc
+        eng = t.engines[0]
         fa = share(t.cost.act_read_bytes, n, i)
         if fa:
             path = [noc.route(self.act_buf.name, eng), self.act_buf]
@@ -180,18 +185,24 @@ class Runner:
             yield from self._xfer(t, path, Command.READ, "weights", fw, i, "buffer_read")
 
     def _compute_tile(self, t: Task, i: int) -> Generator:
+        """The engine computes tile ``i`` while its operands stream in; the tile ends when both are done."""
         n = t.tiles
+        env = self.sim.env
         ledger = self.sim.ledger
+        fetch = env.process(self._fetch_tile(t, i)) if t.cost.act_read_bytes or t.cost.weight_read_bytes else None
         cycles = [share(p.cycles, n, i) for p in t.parts]
         start = self.sim.now
         self.state[t.name] = f"tile {i}: computing"
         longest = max(cycles)
         if longest:
-            yield self.sim.env.timeout(longest)
+            yield env.timeout(longest)
         for p, c in zip(t.parts, cycles):
             ledger.span(p.engine, start, start + c, t.name, self.categories[p.engine], i)
             ledger.charge(p.engine, t.name, t.op.kind, p.energy_pj / n)
         ledger.touch(t.name, start, start + longest)
+        if fetch is not None:
+            self.state[t.name] = f"tile {i}: waiting for operands from the buffers"
+            yield fetch
 
     def _write_tile(self, t: Task, i: int, fifo_out: Fifo | None) -> Generator:
         n = t.tiles

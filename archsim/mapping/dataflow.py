@@ -121,7 +121,8 @@ def mac_cost(op: Op, tensors: Mapping[str, Tensor], geom: Gemm | Depthwise, cfg:
         in_reads = g.groups * g.m * g.k * g.taps * _cdiv(g.n, cfg.cols)
         w_reads = g.groups * g.n * g.k * g.taps * _cdiv(g.m, cfg.rows)
     elif isinstance(geom, Depthwise):
-        in_reads = geom.channels * geom.rows * geom.width * geom.taps
+        # horizontal taps reuse inputs shifted across adjacent lanes; each input row is re-read once per kernel row
+        in_reads = geom.channels * geom.rows * geom.width * geom.kernel_rows
         w_reads = geom.channels * geom.taps * geom.rows
     else:
         lanes_per_pass = cfg.lanes * (pgs if split == "channels" else 1)
@@ -148,7 +149,7 @@ def mac_cost(op: Op, tensors: Mapping[str, Tensor], geom: Gemm | Depthwise, cfg:
 def elementwise_count(op: Op, tensors: Mapping[str, Tensor]) -> int:
     """Elements a vector unit evaluates: the larger of the output and the first input (reductions read more)."""
     out = tensors[op.output].numel
-    first = tensors[op.inputs[0]].numel if op.inputs else out
+    first = math.prod(op.input_shape(0, tensors)) if op.inputs else out
     return max(out, first)
 
 
@@ -157,7 +158,7 @@ def nonlinear_cost(op: Op, tensors: Mapping[str, Tensor], cfg: EngineBase, cls: 
     assert isinstance(cfg, NonlinearEngine)
     spec = cfg.ops[cls]
     n = elementwise_count(op, tensors)
-    reads = sum(tensors[t].nbytes for t in dict.fromkeys(op.inputs))
+    reads = sum(op.input_bytes(i, tensors) for i in range(len(op.inputs)))
     return OpCost(
         cycles=spec.latency_cycles + math.ceil(n * spec.cycles_per_element / cfg.lanes),
         elements=n,
@@ -184,7 +185,7 @@ def dma_cost(op: Op, tensors: Mapping[str, Tensor], cfg: EngineBase) -> OpCost:
     """An on-chip copy (concat, pad, layout change): its output bytes at the DMA's rate."""
     assert isinstance(cfg, DmaEngine)
     out = tensors[op.output].nbytes
-    reads = sum(tensors[t].nbytes for t in dict.fromkeys(op.inputs))
+    reads = sum(op.input_bytes(i, tensors) for i in range(len(op.inputs)))
     return OpCost(
         cycles=cfg.latency_cycles + math.ceil(out / cfg.bytes_per_cycle),
         elements=tensors[op.output].numel,

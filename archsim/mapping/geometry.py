@@ -32,6 +32,7 @@ class Depthwise:
     width: int
     taps: int
     multiplier: int = 1  # output channels per input channel
+    kernel_rows: int = 1  # kh: a sliding window re-reads each input row once per kernel row
 
     @property
     def macs(self) -> int:
@@ -42,7 +43,7 @@ def is_depthwise(op: Op, tensors: Mapping[str, Tensor]) -> bool:
     if op.kind != "conv2d":
         return False
     groups = int(op.attrs.get("groups", 1))
-    cin = tensors[op.inputs[0]].shape[1]
+    cin = op.input_shape(0, tensors)[1]
     return groups > 1 and groups == cin
 
 
@@ -55,13 +56,14 @@ def geometry(op: Op, tensors: Mapping[str, Tensor]) -> Gemm | Depthwise:
         b, cout, ho, wo = out
         taps = w[2] * w[3]
         if is_depthwise(op, tensors):
-            return Depthwise(channels=cout, rows=b * ho, width=wo, taps=taps * w[1], multiplier=cout // groups)
+            return Depthwise(channels=cout, rows=b * ho, width=wo, taps=taps * w[1], multiplier=cout // groups,
+                             kernel_rows=w[2])
         return Gemm(groups=groups, m=b * ho * wo, k=w[1], n=cout // groups, taps=taps)
     if op.kind == "linear":
         w = tensors[op.weights[0]].shape  # (out, in)
         return Gemm(groups=1, m=math.prod(out[:-1]) if len(out) > 1 else 1, k=w[1], n=w[0])
     if op.kind == "matmul":
-        a = tensors[op.inputs[0]].shape
+        a = op.input_shape(0, tensors)
         lead = math.prod(out[:-2]) if len(out) > 2 else 1
         m = out[-2] if len(out) >= 2 else 1
         return Gemm(groups=lead, m=m, k=a[-1], n=out[-1])

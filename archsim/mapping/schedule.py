@@ -124,7 +124,7 @@ def _split_geometry(geom: Gemm | Depthwise, weights: list[int]) -> list[Gemm | D
         if isinstance(geom, Gemm):
             out.append(Gemm(geom.groups, geom.m, geom.k, s, geom.taps))
         else:
-            out.append(Depthwise(s, geom.rows, geom.width, geom.taps, geom.multiplier))
+            out.append(Depthwise(s, geom.rows, geom.width, geom.taps, geom.multiplier, geom.kernel_rows))
     return out
 
 
@@ -302,14 +302,18 @@ def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload
                 t.stream_out = True
             deps = []
             act_in = 0
-            for i in dict.fromkeys(_canonical(alias, x) for x in t.op.inputs):
+            read: dict[str, int] = {}  # canonical input -> bytes read (views read less than their base)
+            for pos_in, x in enumerate(t.op.inputs):
+                c = _canonical(alias, x)
+                read[c] = max(read.get(c, 0), t.op.input_bytes(pos_in, tensors))
+            for i, nbytes in read.items():
                 if i == t.stream_in:
                     continue
                 producer = by_producer.get(i)
                 if producer is not None and i not in names_in_group:
                     deps.append(producer.name)
                 if i not in resident:
-                    act_in += tensors[i].nbytes
+                    act_in += nbytes
             t.deps = tuple(dict.fromkeys(deps))
             t.act_dram_bytes = act_in
             t.weight_dram_bytes = sum(tensors[x].nbytes for x in t.op.weights)

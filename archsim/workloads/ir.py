@@ -86,6 +86,21 @@ class Op:
     scale_kind: str = "none"
     source: str = ""
 
+    def input_shape(self, i: int, tensors: Mapping[str, "Tensor"]) -> tuple[int, ...]:
+        """The shape the op actually reads from input ``i``.
+
+        Views cost nothing, so an input is named by the tensor it views; ``attrs['in_shapes']`` records the view's
+        shape (e.g. q, k and v are views of one qkv tensor) and takes precedence over the base tensor's shape."""
+        shapes = self.attrs.get("in_shapes")
+        if shapes is not None and i < len(shapes):
+            return tuple(shapes[i])
+        return tensors[self.inputs[i]].shape
+
+    def input_bytes(self, i: int, tensors: Mapping[str, "Tensor"]) -> int:
+        """Bytes the op reads from input ``i`` (its viewed shape at the tensor's bit width)."""
+        numel = math.prod(self.input_shape(i, tensors))
+        return (numel * tensors[self.inputs[i]].bits + 7) // 8
+
     @property
     def fn(self) -> str:
         """The function of an activation/eltwise/reduce/pool op ('' if none)."""
