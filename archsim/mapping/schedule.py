@@ -232,7 +232,8 @@ def _requant_stage(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig) -> Re
 _NOT_STREAMABLE = frozenset({"reduce", "pool"})
 
 
-def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_outputs: set[str]) -> list[list[Task]]:
+def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_outputs: set[str],
+          tensors: Mapping[str, Tensor]) -> list[list[Task]]:
     """Chain consecutive producer -> consumer tasks on distinct engines into groups that stream tiles."""
     pipe = cfg.raw.mapping.pipeline
     readers: dict[str, list[int]] = {}
@@ -241,7 +242,8 @@ def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_ou
             readers.setdefault(name, []).append(t.index)
     groups: list[list[Task]] = []
     for t in tasks:
-        if groups and pipe.inter_layer and _can_join(groups[-1], t, alias, readers, pipe.max_group_ops, graph_outputs):
+        if groups and pipe.inter_layer and _can_join(groups[-1], t, alias, readers, pipe.max_group_ops, graph_outputs,
+                                                     tensors):
             groups[-1].append(t)
         else:
             groups.append([t])
@@ -253,10 +255,12 @@ def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_ou
 
 
 def _can_join(group: list[Task], t: Task, alias: Mapping[str, str], readers: Mapping[str, list[int]], max_ops: int,
-              graph_outputs: set[str]) -> bool:
+              graph_outputs: set[str], tensors: Mapping[str, Tensor]) -> bool:
     prev = group[-1]
     out = _canonical(alias, prev.op.output)
     if len(group) >= max_ops or not t.op.inputs or _canonical(alias, t.op.inputs[0]) != out:
+        return False
+    if t.op.input_bytes(0, tensors) != tensors[out].nbytes:  # reads only a view (e.g. the class token): no stream
         return False
     if readers.get(out) != [t.index] or out in graph_outputs:
         return False
@@ -391,8 +395,12 @@ def _rows(op: Op, tensors: Mapping[str, Tensor]) -> int:
 
 
 def _out_channels(op: Op, tensors: Mapping[str, Tensor]) -> int:
-    w = tensors[op.weights[0]].shape if op.weights else tensors[op.output].shape
-    return max(1, w[0])
+    """How many slices an op's weights can be cut into: output channels of a MAC op, rows of any other
+    weight (a position embedding added to the tokens is cut by token)."""
+    shape = tensors[op.weights[0]].shape if op.weights else tensors[op.output].shape
+    if op.kind in MAC_KINDS or len(shape) < 2:
+        return max(1, shape[0] if shape else 1)
+    return max(1, math.prod(shape[:-1]))
 
 
 # ---- entry point -------------------------------------------------------------------------------------------------
@@ -402,7 +410,7 @@ def build_taskgraph(w: Workload, cfg: ArchConfig) -> TaskGraph:
     """Map ``w`` onto ``cfg``: the complete, static plan the simulator executes."""
     tasks, skipped, alias = _place(w, cfg)
     graph_outputs = {_canonical(alias, t) for t in w.graph_outputs()}
-    groups = _fuse(tasks, alias, cfg, graph_outputs)
+    groups = _fuse(tasks, alias, cfg, graph_outputs, w.tensors)
     _plan_memory(groups, alias, w, cfg)
     notes = []
     if not cfg.raw.mapping.pipeline.inter_layer:

@@ -85,3 +85,13 @@ def test_graph_output_goes_to_dram(generic_cfg) -> None:
     graph = build_taskgraph(mlp(), generic_cfg)
     fc2 = graph.groups[-1][-1]
     assert fc2.out_dram_bytes == 197 * 384
+
+
+def test_non_mac_weights_are_tiled_by_row(generic_cfg) -> None:
+    """A position embedding larger than the weight buffer is cut by token, not refused."""
+    x = Tensor("x", (1, 197, 768))
+    pos = Tensor("pos", (1, 197, 768), 32, is_weight=True)  # 605 KB at 32 bits > the 128 KiB weight buffer
+    y = Tensor("y", (1, 197, 768))
+    w = make_workload("pos", [x, pos, y], [Op("add", "eltwise", ("x",), "y", ("pos",), {"fn": "add"})])
+    graph = build_taskgraph(w, generic_cfg)
+    assert graph.tasks[0].tiles >= 2 * pos.nbytes // generic_cfg.raw.buffers["wgt_buf"].capacity_bytes
