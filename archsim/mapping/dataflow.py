@@ -51,29 +51,26 @@ def _pg_options(cfg: MacArrayBase) -> list[str]:
     return ["channels", "pixels", "groups"] if cfg.pg_split == "auto" else [cfg.pg_split]
 
 
+def _per_pg(g: Gemm, pgs: int, split: str) -> tuple[int, int, int]:
+    """(groups, m, n) one processing group handles when ``pgs`` of them share ``g`` by ``split``."""
+    if split == "channels":
+        return g.groups, g.m, _cdiv(g.n, pgs)
+    if split == "pixels":
+        return g.groups, _cdiv(g.m, pgs), g.n
+    return _cdiv(g.groups, pgs), g.m, g.n
+
+
 def _lane_cycles(g: Gemm, lanes: int, width: int, pgs: int, split: str) -> int:
     """MAT/R-MAC pointwise loop nest: lanes over output channels, ``width`` multipliers reduce over inputs;
     weights stay in the lanes while every pixel streams past (cycles = groups x n-passes x k-chunks x taps x m)."""
-    groups, m, n = g.groups, g.m, g.n
-    if split == "channels":
-        n = _cdiv(n, pgs)
-    elif split == "pixels":
-        m = _cdiv(m, pgs)
-    else:
-        groups = _cdiv(groups, pgs)
+    groups, m, n = _per_pg(g, pgs, split)
     return groups * _cdiv(n, lanes) * _cdiv(g.k, width) * g.taps * m
 
 
 def _pe_cycles(g: Gemm, rows: int, cols: int, pgs: int, split: str) -> int:
     """Output-stationary rows x cols array: each fold of rows x cols outputs accumulates k x taps products and
     pays rows + cols - 1 cycles of fill and drain."""
-    groups, m, n = g.groups, g.m, g.n
-    if split == "channels":
-        n = _cdiv(n, pgs)
-    elif split == "pixels":
-        m = _cdiv(m, pgs)
-    else:
-        groups = _cdiv(groups, pgs)
+    groups, m, n = _per_pg(g, pgs, split)
     return groups * _cdiv(m, rows) * _cdiv(n, cols) * (g.k * g.taps + rows + cols - 1)
 
 

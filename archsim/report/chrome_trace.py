@@ -80,31 +80,24 @@ def _lane_name(base: str, lane: int) -> str:
     return base if lane == 0 else f"{base} [{lane + 1}]"
 
 
+def _complete(name: str, cat: str, pid: int, tid: int, start: int, end: int, clock_mhz: float,
+              args: dict[str, Any]) -> dict[str, Any]:
+    """A complete ("X") event over cycles [start, end), in microseconds."""
+    return {"name": name, "cat": cat, "ph": "X", "pid": pid, "tid": tid, "ts": start / clock_mhz,
+            "dur": (end - start) / clock_mhz, "args": args}
+
+
 def _span_event(span: Span, tid: int, clock_mhz: float) -> dict[str, Any]:
     """A complete event for one component span."""
-    return {
-        "name": span.op,
-        "cat": span.category,
-        "ph": "X",
-        "pid": COMPONENTS_PID,
-        "tid": tid,
-        "ts": span.start / clock_mhz,
-        "dur": (span.end - span.start) / clock_mhz,
-        "args": {"tile": span.tile, "bytes": span.nbytes, "start_cycle": span.start, "end_cycle": span.end},
-    }
+    return _complete(span.op, span.category, COMPONENTS_PID, tid, span.start, span.end, clock_mhz,
+                     {"tile": span.tile, "bytes": span.nbytes, "start_cycle": span.start, "end_cycle": span.end})
 
 
 def _op_event(record: OpRecord, tid: int, clock_mhz: float) -> dict[str, Any]:
     """A complete event for one simulated op."""
-    return {
-        "name": record.op,
-        "cat": record.kind,
-        "ph": "X",
-        "pid": OPS_PID,
-        "tid": tid,
-        "ts": record.start_cycle / clock_mhz,
-        "dur": record.cycles / clock_mhz,
-        "args": json_safe(
+    return _complete(
+        record.op, record.kind, OPS_PID, tid, record.start_cycle, record.end_cycle, clock_mhz,
+        json_safe(
             {
                 "kind": record.kind,
                 "engine": record.engine,
@@ -121,7 +114,7 @@ def _op_event(record: OpRecord, tid: int, clock_mhz: float) -> dict[str, Any]:
                 "scope": record.scope,
             }
         ),
-    }
+    )
 
 
 def _laned_tracks(
