@@ -132,15 +132,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind)
         t_trace = time.perf_counter() - t0
         bar.update(1)
+        model = str(workload.meta.get("model", workload.name))
+        out = Path(args.out) if args.out else Path("reports") / f"{cfg.name}-{_slug(model)}"
+        _make_folder(out, "--out")  # fail before simulating, not after
         bar.set_description("map+simulate")
         t1 = time.perf_counter()
         result = run_stages(cfg, workload, progress=bar)
         t_sim = time.perf_counter() - t1
         bar.set_description("report")
-        out = Path(args.out) if args.out else Path("reports") / f"{cfg.name}-{_slug(result.model)}"
         host = {"python": platform.python_version(), "machine": platform.machine(),
                 "wall_seconds": {"trace": round(t_trace, 3), "simulate": round(t_sim, 3)}}
-        write_all(result, out, host=host)
+        try:
+            write_all(result, out, host=host)
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot write the report ({exc.strerror or exc})") from None
         bar.update(1)
     if not args.quiet:
         print(format_summary(result, out))
@@ -156,7 +161,11 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     else:
         bits = (8, 8, 32, "none")
     w = _load_workload(args, *bits)
-    w.save(args.out)
+    _make_folder(Path(args.out).parent, "--out")
+    try:
+        w.save(args.out)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
     if not args.quiet:
         print(f"{args.out}: {len(w.ops)} ops, {w.total_macs / 1e9:.3f} GMACs, kinds {w.op_kinds()}")
     return 0
@@ -193,6 +202,13 @@ def _cmd_list(_: argparse.Namespace) -> int:
     print(f"engine types: {', '.join(known_types())}")
     print(f"op kinds: {', '.join(sorted(OP_KINDS))}")
     return 0
+
+
+def _make_folder(path: Path, option: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create the folder ({exc.strerror or exc})") from None
 
 
 def _slug(text: str) -> str:

@@ -105,6 +105,10 @@ BAD = [
     (lambda t: ["run", str(GENERIC), "--workload", str(MLP_YAML), "--set", "nokey"], "expected KEY=VALUE"),
     (lambda t: ["run", str(GENERIC), "--workload", str(MLP_YAML), "--bogus"], "unrecognized arguments: --bogus"),
     (lambda t: ["run", str(GENERIC), "--trace", str(_bad_config(t, "{not json"))], "invalid JSON"),
+    (lambda t: ["run", str(GENERIC), "--workload", str(MLP_YAML), "--out", str(_bad_config(t, "x") / "sub")],
+     "cannot create the folder"),
+    (lambda t: ["trace", "--workload", str(MLP_YAML), "--out", str(_bad_config(t, "x") / "w.json")],
+     "cannot create the folder"),
 ]
 
 
