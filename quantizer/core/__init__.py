@@ -1,0 +1,1 @@
+"""The fake-quantization core: bit types, observers, quantizers and quantized modules."""

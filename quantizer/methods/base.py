@@ -1,0 +1,98 @@
+"""The method interface and its registry (the quantization extension point).
+
+A method is two steps so that a saved quantized model can be rebuilt:
+``prepare`` rewrites the float model in place (inserts quantized modules, folds batchnorm, migrates
+channels...) and allocates every scale as a registered buffer of fixed shape; ``calibrate`` fills those buffers
+from calibration data. ``quantize`` = prepare + calibrate. Loading a saved model = build the float model,
+``prepare`` it with the saved QuantConfig, then ``load_state_dict(strict=True)``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
+
+from archsim.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+Observer = Literal["minmax", "ema", "percentile", "omse"]
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Everything that decides a quantized model. Recorded in saved models and in result files."""
+
+    method: str
+    observer: Observer = "minmax"
+    w_bits: int = 8
+    a_bits: int = 8
+    ptf: bool = False
+    lis: bool = False
+    mixed: bool = False
+    seed: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)  # method-specific knobs, documented per method
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["options"] = dict(self.options)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "QuantConfig":
+        return cls(**{**d, "options": dict(d.get("options", {}))})
+
+
+class Method:
+    """Base class of a quantization recipe. Subclasses set ``name`` and ``families`` and implement the steps."""
+
+    name: ClassVar[str] = ""
+    families: ClassVar[tuple[str, ...]] = ()  # model families it supports: "vit", "swin", "efficientvit"
+
+    def supports(self, model: "nn.Module") -> bool:
+        """True if this recipe knows how to rewrite ``model`` (decided from its module types, not its name)."""
+        raise NotImplementedError
+
+    def prepare(self, model: "nn.Module", cfg: QuantConfig) -> "nn.Module":
+        raise NotImplementedError
+
+    def calibrate(self, model: "nn.Module", calib: Sequence["torch.Tensor"], cfg: QuantConfig,
+                  holdout: Sequence["torch.Tensor"] = ()) -> "nn.Module":
+        raise NotImplementedError
+
+    def quantize(self, model: "nn.Module", calib: Sequence["torch.Tensor"], cfg: QuantConfig,
+                 holdout: Sequence["torch.Tensor"] = ()) -> "nn.Module":
+        if not self.supports(model):
+            raise UsageError(f"method {self.name!r} does not support this model (it supports: "
+                             f"{', '.join(self.families)})")
+        self.prepare(model, cfg)
+        return self.calibrate(model, calib, cfg, holdout)
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a Method available by its ``name``."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> Method:
+    _load_builtins()
+    cls = METHODS.get(name)
+    if cls is None:
+        raise UsageError(f"unknown quantization method {name!r} (known: {', '.join(sorted(METHODS))})")
+    return cls()
+
+
+def _load_builtins() -> None:
+    import importlib
+
+    for module in ("fqvit", "p2vit", "trio"):
+        try:
+            importlib.import_module(f"quantizer.methods.{module}")
+        except ModuleNotFoundError as exc:  # a method not written yet
+            if exc.name != f"quantizer.methods.{module}":
+                raise
