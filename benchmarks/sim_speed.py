@@ -26,6 +26,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the first case's simulation")
     args = parser.parse_args()
 
+    t_import = time.perf_counter()
+    import timm  # noqa: F401  (imports torch: paid once per process, reported apart from extraction)
+
+    print(f"import torch + timm: {time.perf_counter() - t_import:.2f} s (once per process, not in 'trace s')")
     header = f"{'model':<16} {'config':<16} {'ops':>5} {'trace s':>8} {'sim s':>7} {'events':>8} {'events/s':>10} {'latency ms':>10}"
     print(header)
     print("-" * len(header))
