@@ -86,3 +86,47 @@ def test_two_products_per_dsp_halve_cycles() -> None:
     one = mac_cost(op, ts, geometry(op, ts), MatEngine(groups=1))
     two = mac_cost(op, ts, geometry(op, ts), MatEngine(groups=1, macs_per_multiplier=2))
     assert two.cycles == math.ceil(one.cycles / 2)
+
+
+def test_requant_is_a_shift_for_pot_and_a_multiply_for_float() -> None:
+    from archsim.config.schema import RequantEngine, RequantMode
+    from archsim.mapping.dataflow import requant_cost
+
+    unit = RequantEngine(lanes=16, shift=RequantMode(cycles_per_element=1, latency_cycles=1, pj_per_element=0.03),
+                         multiply=RequantMode(cycles_per_element=1, latency_cycles=3, pj_per_element=0.25))
+    pot = requant_cost(1000, "pot", unit)
+    log2 = requant_cost(1000, "log2", unit)
+    flt = requant_cost(1000, "float", unit)
+    assert (pot.cycles, pot.energy_pj, pot.detail) == (1 + 63, 1000 * 0.03, "shift")
+    assert log2 == pot
+    assert (flt.cycles, flt.energy_pj, flt.detail) == (3 + 63, 1000 * 0.25, "multiply")
+
+
+def test_nonlinear_unit_cost_uses_the_most_specific_function() -> None:
+    from archsim.config.schema import NonlinearEngine, NonlinearOp
+    from archsim.mapping.assign import op_classes
+    from archsim.mapping.dataflow import nonlinear_cost, supports
+
+    vec = NonlinearEngine(lanes=8, ops={"gelu": NonlinearOp(cycles_per_element=2, latency_cycles=5, pj_per_element=1.0),
+                                        "activation": NonlinearOp(cycles_per_element=1, latency_cycles=1)})
+    x = Tensor("x", (1, 10, 16))
+    y = Tensor("y", (1, 10, 16))
+    op = Op("g", "activation", ("x",), "y", attrs={"fn": "gelu"})
+    ts = {"x": x, "y": y}
+    cls = supports(vec, op, op_classes(op, ts))
+    assert cls == "gelu"
+    cost = nonlinear_cost(op, ts, vec, cls)
+    assert cost.cycles == 5 + math.ceil(160 * 2 / 8)
+    assert cost.energy_pj == 160.0 and cost.act_read_bytes == 160 and cost.write_bytes == 160
+
+
+def test_dma_copy_cost() -> None:
+    from archsim.config.schema import DmaEngine
+    from archsim.mapping.dataflow import dma_cost
+
+    a, b = Tensor("a", (1, 64, 8, 8)), Tensor("b", (1, 64, 8, 8))
+    out = Tensor("c", (1, 128, 8, 8))
+    op = Op("cat", "data_movement", ("a", "b"), "c", attrs={"fn": "cat"})
+    cost = dma_cost(op, {"a": a, "b": b, "c": out}, DmaEngine(bytes_per_cycle=64, latency_cycles=4))
+    assert cost.cycles == 4 + 8192 // 64
+    assert cost.act_read_bytes == 8192 and cost.write_bytes == 8192
