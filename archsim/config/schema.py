@@ -131,6 +131,8 @@ class MacArrayBase(EngineBase):
     macs_per_multiplier: PosInt = 1  # 2 when two 8-bit products share one DSP
     mac_pj: NonNegFloat = 0.23  # energy of one 8x8-bit MAC (Horowitz 45 nm: 0.2 mult + 0.03 add)
     pg_split: Literal["auto", "channels", "pixels", "groups"] = "auto"
+    multiplier_bits: Bits = 8  # operand width of one multiplier
+    pack_weights: bool = False  # narrow weights share a multiplier: two 4-bit weights x one 8-bit activation
 
     has_macs: ClassVar[bool] = True
 

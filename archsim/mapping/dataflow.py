@@ -84,6 +84,16 @@ def _dw_cycles(d: Depthwise, lanes: int, pes: int, pgs: int, split: str) -> int:
     return _cdiv(d.width, lanes) * _cdiv(channels, pes) * rows * d.taps
 
 
+def weight_packing(cfg: MacArrayBase, a_bits: int, w_bits: int) -> int:
+    """Products one multiplier makes per cycle from packed narrow weights (1 unless ``pack_weights``).
+
+    With packing, ``multiplier_bits // w_bits`` weights share one activation operand, so W4A8 doubles the MAC rate
+    of an 8-bit multiplier; operands wider than the multiplier cannot be packed."""
+    if not cfg.pack_weights or a_bits > cfg.multiplier_bits or w_bits > cfg.multiplier_bits:
+        return 1
+    return max(1, cfg.multiplier_bits // w_bits)
+
+
 def _as_gemm(geom: Gemm | Depthwise) -> Gemm:
     if isinstance(geom, Gemm):
         return geom
@@ -111,7 +121,7 @@ def mac_cost(op: Op, tensors: Mapping[str, Tensor], geom: Gemm | Depthwise, cfg:
             best = (cycles, split)
     assert best is not None
     cycles, split = best
-    cycles = _cdiv(cycles, cfg.macs_per_multiplier)  # e.g. two 8-bit products per DSP
+    cycles = _cdiv(cycles, cfg.macs_per_multiplier * weight_packing(cfg, a_bits, w_bits))
     macs = geom.macs
     g = _as_gemm(geom)
     if isinstance(cfg, PeArrayEngine):

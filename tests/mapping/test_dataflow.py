@@ -130,3 +130,16 @@ def test_dma_copy_cost() -> None:
     cost = dma_cost(op, {"a": a, "b": b, "c": out}, DmaEngine(bytes_per_cycle=64, latency_cycles=4))
     assert cost.cycles == 4 + 8192 // 64
     assert cost.act_read_bytes == 8192 and cost.write_bytes == 8192
+
+
+def test_packed_4bit_weights_double_the_rate_only_when_configured() -> None:
+    x = Tensor("x", (1, 16, 64), bits=8)
+    w4 = Tensor("w", (64, 64), bits=4, is_weight=True)
+    y = Tensor("y", (1, 16, 64))
+    op = Op("fc", "linear", ("x",), "y", ("w",), {}, 16 * 64 * 64)
+    ts = {"x": x, "w": w4, "y": y}
+    plain = mac_cost(op, ts, Gemm(1, 16, 64, 64), MatEngine(groups=1))
+    packed = mac_cost(op, ts, Gemm(1, 16, 64, 64), MatEngine(groups=1, pack_weights=True))
+    assert packed.cycles == math.ceil(plain.cycles / 2)
+    ts8 = {"x": x, "w": Tensor("w", (64, 64), bits=8, is_weight=True), "y": y}
+    assert mac_cost(op, ts8, Gemm(1, 16, 64, 64), MatEngine(groups=1, pack_weights=True)).cycles == plain.cycles
