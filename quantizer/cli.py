@@ -104,9 +104,9 @@ def _add_quant(p: argparse.ArgumentParser, method_required: bool) -> None:
     g.add_argument("--quant-method", choices=OBSERVERS, metavar="OBSERVER",
                    help="activation observer: minmax, ema, percentile or omse (default: minmax)")
     g.add_argument("--ptf", action=argparse.BooleanOptionalAction,
-                   help="power-of-two factor for LayerNorm inputs, integer LayerNorm (default: off)")
+                   help="power-of-two factor for LayerNorm inputs, integer LayerNorm (default: on for p2vit, else off)")
     g.add_argument("--lis", action=argparse.BooleanOptionalAction,
-                   help="log-int-softmax, 4-bit log2 attention probabilities (default: off)")
+                   help="log-int-softmax, 4-bit log2 attention probabilities (default: on for p2vit, else off)")
     g.add_argument("--mixed", action=argparse.BooleanOptionalAction,
                    help="mixed-precision search, scored on a hold-out of train/, never on val/ (default: off)")
     g.add_argument("--w-bits", type=int, metavar="N", help="weight bits, 2 to 8 (default: 8)")
@@ -196,12 +196,20 @@ def _quant_config(args: argparse.Namespace, method: str) -> "QuantConfig":
         observer=args.quant_method or "minmax",
         w_bits=check_bits(8 if args.w_bits is None else args.w_bits, "--w-bits"),
         a_bits=check_bits(8 if args.a_bits is None else args.a_bits, "--a-bits"),
-        ptf=bool(args.ptf),
-        lis=bool(args.lis),
+        ptf=_flag(args.ptf, method),
+        lis=_flag(args.lis, method),
         mixed=bool(args.mixed),
         seed=args.seed,
         options=_parse_options(args.option or []),
     )
+
+
+#: Methods whose scheme includes PTF + integer LayerNorm and LIS: on unless --no-ptf / --no-lis (P6).
+_ALWAYS_PTF_LIS = frozenset({"p2vit"})
+
+
+def _flag(value: bool | None, method: str) -> bool:
+    return (method in _ALWAYS_PTF_LIS) if value is None else bool(value)
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, Any]:

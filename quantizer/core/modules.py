@@ -491,6 +491,7 @@ class QIntLayerNorm(QuantModule):
         self.out_bits = act_format.bit_type.bits if out_bits is None else out_bits
         self.integer = integer
         self.dyadic_bits = dyadic_bits
+        self.spec_extra: dict[str, Any] = {}  # facts a recipe adds to the QuantSpec (e.g. a folded output scale)
 
     @classmethod
     def from_float(cls, norm: nn.LayerNorm, **kwargs: Any) -> "QIntLayerNorm":
@@ -504,6 +505,7 @@ class QIntLayerNorm(QuantModule):
         if self.integer:
             extra["dyadic_bits"] = self.dyadic_bits
             extra["float_parts"] = "sqrt, 1/std, A and B folding of gamma, beta and scales"
+        extra.update(self.spec_extra)
         return _act_spec("layernorm", self.act_format, self.out_bits, extra)
 
     def integer_active(self, in_q: QAct | None, out_q: QAct | None) -> bool:

@@ -360,3 +360,31 @@ def test_json_record_is_strict_json_even_for_infinite_sqnr() -> None:
     record = {"fidelity": {"sqnr_db": float("inf"), "cosine": 1.0}, "x": [float("nan"), -float("inf")]}
     text = json.dumps(_json_safe(record), allow_nan=False)
     assert json.loads(text) == {"fidelity": {"sqnr_db": "inf", "cosine": 1.0}, "x": ["nan", "-inf"]}
+
+
+def test_p2vit_end_to_end_small_turns_ptf_and_lis_on(tmp_path: Path, capsys) -> None:
+    out_json = tmp_path / "eval.json"
+    code, out, err = run(["eval", "deit_tiny", "--quant", "--method", "p2vit", "--w-bits", "4", *SMALL,
+                          "--json", str(out_json)], capsys)
+    assert code == 0, err
+    cfg = json.loads(out_json.read_text())["quant_config"]
+    assert (cfg["method"], cfg["w_bits"], cfg["ptf"], cfg["lis"]) == ("p2vit", 4, True, True)  # P2-ViT's scheme
+    assert "top-1 agreement" in out
+
+
+def test_p2vit_mixed_end_to_end_small(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "p2.pt"
+    search = ["--option", "mixed_coarse=6", "--option", "mixed_population=3", "--option", "mixed_iters=1",
+              "--option", "mixed_children=2", "--option", "hessian_samples=2"]
+    code, _, err = run(["save", "deit_tiny", "--method", "p2vit", "--w-bits", "4", "--mixed", "--no-lis", *SMALL[:6],
+                        "--holdout-iter", "1", *search, "--out", str(out)], capsys)
+    assert code == 0, err
+    model, info = load_quantized(out)
+    assert info.config.mixed and not info.config.lis
+    bits = {m.weight_quantizer.bit_type.bits for m in model.modules() if hasattr(m, "weight_quantizer")}
+    assert bits <= {4, 8} and 8 in bits  # the patch embedding stays at 8 bits
+
+
+def test_p2vit_refuses_efficientvit(capsys) -> None:
+    assert_usage_error(["eval", "efficientvit_b1", "--resolution", "32", "--quant", "--method", "p2vit"], capsys,
+                       "method 'p2vit' does not support efficientvit_b1")
