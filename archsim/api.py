@@ -61,9 +61,9 @@ def _result(cfg: ArchConfig, w: Workload, graph: TaskGraph, sim: Simulator, runn
         start, end = ledger.op_first.get(name, 0), ledger.op_last.get(name, 0)
         clock = max(clock, end)
         rd, wr = ledger.op_dram_read.get(name, 0), ledger.op_dram_write.get(name, 0)
-        peak = peak_macs(cfg, t.engines)
+        peak = peak_macs(cfg, t.all_engines)
         records.append(OpRecord(
-            op=name, kind=t.op.kind, engine="+".join(t.engines), start_cycle=start, end_cycle=end,
+            op=name, kind=t.op.kind, engine="+".join(t.all_engines), start_cycle=start, end_cycle=end,
             macs=t.cost.macs, elements=t.cost.elements, dram_read_bytes=rd, dram_write_bytes=wr,
             energy_pj=ledger.energy_by_op.get(name, 0.0), tiles=t.tiles, group=t.group, scope=t.op.scope,
             compute_bound_cycles=math.ceil(t.cost.macs / peak) if peak else 0,
@@ -79,9 +79,9 @@ def _result(cfg: ArchConfig, w: Workload, graph: TaskGraph, sim: Simulator, runn
             ))
     engines: dict[str, EngineStat] = {}
     for name, ecfg in cfg.engines.items():
-        macs = sum(p.macs for t in graph.tasks for p in t.parts if p.engine == name)
+        macs = sum(p.macs for t in graph.tasks for p in (*t.parts, *t.tail) if p.engine == name)
         peak = ecfg.peak_macs_per_cycle if isinstance(ecfg, MacArrayBase) else 0
-        n_ops = sum(1 for t in graph.tasks if name in t.engines) + sum(
+        n_ops = sum(1 for t in graph.tasks if name in t.all_engines) + sum(
             1 for t in graph.tasks if t.requant is not None and t.requant.engine == name)
         engines[name] = EngineStat(name=name, type=ecfg.type, peak_macs_per_cycle=peak, busy_cycles=ledger.busy.get(name, 0),
                                    macs=macs, utilization=macs / (peak * latency) if peak and latency else 0.0, ops=n_ops)

@@ -7,9 +7,13 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from archsim.errors import ArchsimError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from archsim.config.schema import Quant
+    from archsim.workloads.quant import QuantRequest
 
 DESCRIPTION = """\
 archsim: an event-driven, TLM-style simulator of accelerators for quantized Vision Transformers.
@@ -18,6 +22,8 @@ Typical use (no data set or weights needed; the model gets random weights):
   archsim run arch_configs/trio.yaml --model efficientvit_b1
   archsim run arch_configs/generic16.yaml --workload examples/workloads/mlp_block.yaml
   archsim trace --model deit_small --out deit_small.json
+  archsim compare arch_configs/p2vit.yaml arch_configs/p2vit_fp.yaml --model deit_small
+  archsim compare arch_configs/p2vit.yaml --set mapping.pipeline.inter_layer=false --model deit_small
   archsim validate arch_configs/trio.yaml
   archsim list
 """
@@ -40,6 +46,13 @@ def _add_workload_args(p: argparse.ArgumentParser, required: bool = True) -> Non
     m.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default: 1)")
     m.add_argument("--checkpoint", metavar="PATH", help="load weights from a local state dict instead of random ones")
     m.add_argument("--no-cache", action="store_true", help="re-trace even if a cached trace exists")
+    q = p.add_argument_group("quantization (with --model; default: the config's quant: section)")
+    q.add_argument("--quant", metavar="METHOD", help="quantize the model first: fqvit, p2vit, trio, or none for the "
+                   "float model with the config's defaults: bit widths")
+    q.add_argument("--w-bits", type=int, metavar="N", help="weight bits of the quantizer, 2 to 8 (default: 8)")
+    q.add_argument("--a-bits", type=int, metavar="N", help="activation bits of the quantizer, 2 to 8 (default: 8)")
+    q.add_argument("--quantized", metavar="FILE.pt", help="a model saved by `quantizer save`: its method, bits and "
+                   "per-layer choices (mixed precision) are used; gives the model when --model is omitted")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", metavar="FILE.json", required=True, help="where to write the trace")
     tr.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
+    cmp_ = sub.add_parser("compare", help="simulate one workload on several configs and tabulate the ratios",
+                          description="Run one workload on each config (or on one config with and without the --set "
+                          "overrides, an ablation) and print and write a table of latency, FPS, energy and ratios to "
+                          "the first. Writes compare.csv and compare.md to the output folder.")
+    cmp_.add_argument("configs", nargs="+", metavar="CONFIG.yaml", help="architecture configs; the first is the baseline")
+    _add_workload_args(cmp_)
+    cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config key in every config; with a single config, compares it against itself "
+                      "with the overrides (repeatable)")
+    cmp_.add_argument("--out", metavar="DIR", help="output folder (default: reports/compare-<model>)")
+    cmp_.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
     val = sub.add_parser("validate", help="check an architecture config and print what it describes",
                          description="Load and validate a config; print its engines, buffers and peak throughput.")
     val.add_argument("config", metavar="CONFIG.yaml")
@@ -88,16 +113,61 @@ def _version() -> str:
 
 
 def _check_workload_args(args: argparse.Namespace) -> None:
-    given = [x for x in (args.model, args.workload, args.trace) if x]
+    given = [x for x in (args.model or args.quantized, args.workload, args.trace) if x]
     if len(given) != 1:
-        raise UsageError("give exactly one of --model, --workload or --trace")
+        raise UsageError("give exactly one of --model, --workload or --trace (--quantized FILE counts as --model)")
+    if not (args.model or args.quantized):
+        flags = [f for f, v in (("--quant", args.quant), ("--w-bits", args.w_bits), ("--a-bits", args.a_bits)) if v]
+        if flags:
+            raise UsageError(f"{', '.join(flags)} only apply with --model (a saved trace or workload is already "
+                             "quantized)")
     if args.batch is not None and args.batch < 1:
         raise UsageError(f"--batch must be a positive integer, got {args.batch}")
     if args.resolution is not None and args.resolution < 1:
         raise UsageError(f"--resolution must be a positive integer, got {args.resolution}")
 
 
-def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bias_bits: int, scale_kind: str):
+def _quant_bits(value: int | None, flag: str) -> int | None:
+    if value is not None and not 2 <= value <= 8:
+        raise UsageError(f"{flag} must be an integer from 2 to 8, got {value}")
+    return value
+
+
+def _quant_request(args: argparse.Namespace, section: Quant | None) -> QuantRequest | None:
+    """The quantizer to run before tracing: ``--quantized``, else ``--quant``/``--w-bits``/``--a-bits`` over the
+    config's ``quant:`` section (its other keys carry over when ``--quant`` names the same method), else none."""
+    from archsim.workloads.quant import QUANT_METHODS, QuantRequest
+
+    w_bits, a_bits = _quant_bits(args.w_bits, "--w-bits"), _quant_bits(args.a_bits, "--a-bits")
+    bits_given = w_bits is not None or a_bits is not None
+    if args.quantized:
+        if args.quant or bits_given:
+            raise UsageError("--quantized fixes the method and the bit widths; drop --quant, --w-bits and --a-bits")
+        return QuantRequest(method="", quantized=args.quantized)
+    if args.quant is not None and args.quant not in (*QUANT_METHODS, "none"):
+        raise UsageError(f"--quant: unknown method {args.quant!r} (known: {', '.join(QUANT_METHODS)}, or none)")
+    base = section if section is not None and section.enabled else None
+    if args.quant == "none" or (args.quant is None and base is None):
+        if bits_given:
+            raise UsageError("--w-bits and --a-bits need a quantizer: add --quant METHOD (or a quant: section to "
+                             "the config)")
+        return None
+    method = args.quant or base.method  # type: ignore[union-attr]
+    keep = base if base is not None and base.method == method else None
+    return QuantRequest(
+        method=method,
+        w_bits=w_bits if w_bits is not None else (keep.w_bits if keep else 8),
+        a_bits=a_bits if a_bits is not None else (keep.a_bits if keep else 8),
+        observer=keep.observer if keep else "minmax",
+        ptf=keep.ptf if keep else None,
+        lis=keep.lis if keep else None,
+        mixed=keep.mixed if keep else False,
+        options=dict(keep.options) if keep else {},
+    )
+
+
+def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bias_bits: int, scale_kind: str,
+                   quant: QuantRequest | None = None):
     _check_workload_args(args)
     if args.workload:
         from archsim.workloads.yaml_format import load_yaml_workload
@@ -111,7 +181,7 @@ def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bi
 
     return trace_model(args.model, resolution=args.resolution, batch=args.batch, act_bits=act_bits,
                        weight_bits=weight_bits, bias_bits=bias_bits, scale_kind=scale_kind,
-                       checkpoint=args.checkpoint, cache=not args.no_cache)
+                       checkpoint=args.checkpoint, cache=not args.no_cache, quant=quant)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -125,11 +195,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_workload_args(args)
     cfg = load_config(args.config, args.set)
     d = cfg.raw.defaults
+    quant = _quant_request(args, cfg.raw.quant) if args.model or args.quantized else None
     # the bar shows on a terminal only (disable=None), so logs and pipes stay clean
     with tqdm(total=4, desc="trace", unit="stage", file=sys.stderr, disable=True if args.quiet else None,
               leave=False) as bar:
         t0 = time.perf_counter()
-        workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind)
+        workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant)
         t_trace = time.perf_counter() - t0
         bar.update(1)
         model = str(workload.meta.get("model", workload.name))
@@ -152,22 +223,57 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from archsim.api import run_stages
+    from archsim.compare import rows, variants
+    from archsim.config import load_config
+    from archsim.report.compare import format_markdown, write_compare
+
+    _check_workload_args(args)
+    plan = variants(args.configs, args.set)
+    cfgs = [load_config(v.config, v.overrides) for v in plan]  # every config is checked before anything runs
+    results = []
+    for v, cfg in zip(plan, cfgs):
+        d = cfg.raw.defaults
+        quant = _quant_request(args, cfg.raw.quant) if args.model or args.quantized else None
+        workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant)
+        results.append((v, run_stages(cfg, workload)))
+    model = str(results[0][1].model)
+    out = Path(args.out) if args.out else Path("reports") / f"compare-{_slug(model)}"
+    _make_folder(out, "--out")
+    table = rows(results)
+    try:
+        csv_path, md_path = write_compare(table, model, out)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write the table ({exc.strerror or exc})") from None
+    if not args.quiet:
+        print(format_markdown(table, model), end="")
+        print(f"\nwritten: {csv_path}, {md_path}")
+    return 0
+
+
 def _cmd_trace(args: argparse.Namespace) -> int:
     from archsim.config import load_config
 
+    _check_workload_args(args)
+    section = None
     if args.config:
-        d = load_config(args.config).raw.defaults
+        raw = load_config(args.config).raw
+        d, section = raw.defaults, raw.quant
         bits = (d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind)
     else:
         bits = (8, 8, 32, "none")
-    w = _load_workload(args, *bits)
+    quant = _quant_request(args, section) if args.model or args.quantized else None
+    w = _load_workload(args, *bits, quant=quant)
     _make_folder(Path(args.out).parent, "--out")
     try:
         w.save(args.out)
     except OSError as exc:
         raise UsageError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
     if not args.quiet:
-        print(f"{args.out}: {len(w.ops)} ops, {w.total_macs / 1e9:.3f} GMACs, kinds {w.op_kinds()}")
+        quant = w.meta.get("quant")
+        how = f", quantized by {quant['method']} W{quant['w_bits']}A{quant['a_bits']}" if isinstance(quant, dict) else ""
+        print(f"{args.out}: {len(w.ops)} ops, {w.total_macs / 1e9:.3f} GMACs{how}, kinds {w.op_kinds()}")
     return 0
 
 
@@ -215,7 +321,7 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
-COMMANDS = {"run": _cmd_run, "trace": _cmd_trace, "validate": _cmd_validate, "list": _cmd_list}
+COMMANDS = {"run": _cmd_run, "compare": _cmd_compare, "trace": _cmd_trace, "validate": _cmd_validate, "list": _cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

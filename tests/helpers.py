@@ -9,6 +9,8 @@ from archsim.workloads.macs import count_macs
 ROOT = Path(__file__).resolve().parents[1]
 GENERIC = ROOT / "arch_configs" / "generic16.yaml"
 TRIO = ROOT / "arch_configs" / "trio.yaml"
+P2VIT = ROOT / "arch_configs" / "p2vit.yaml"
+P2VIT_FP = ROOT / "arch_configs" / "p2vit_fp.yaml"
 MLP_YAML = ROOT / "examples" / "workloads" / "mlp_block.yaml"
 def linear_op(name: str, x: Tensor, out_features: int, bits: int = 8) -> tuple[Op, list[Tensor]]:
     """A linear op on ``x`` with its weight and output tensors."""

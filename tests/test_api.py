@@ -9,7 +9,7 @@ from archsim.api import simulate
 from archsim.config import load_config
 from archsim.errors import SimulationError
 from archsim.workloads.yaml_format import load_yaml_workload
-from helpers import GENERIC, MLP_YAML, TRIO, mlp
+from helpers import GENERIC, MLP_YAML, P2VIT, P2VIT_FP, TRIO, mlp
 
 CONFIGS = [
     (GENERIC, []),
@@ -18,6 +18,9 @@ CONFIGS = [
     (GENERIC, ["dram.channels=2", "noc.topology=mesh"]),
     (GENERIC, ["dram.row_buffer={row_bytes: 2048, banks: 4}"]),
     (TRIO, []),
+    (TRIO, ["mapping.pipeline.inter_layer=false"]),
+    (P2VIT, []),
+    (P2VIT_FP, []),
 ]
 
 

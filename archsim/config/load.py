@@ -33,6 +33,10 @@ class ArchConfig:
         """Name of the buffer that holds ``activation`` or ``weight`` tensors."""
         return next(name for name, b in self.raw.buffers.items() if what in b.holds)
 
+    def stream_buffer(self) -> str | None:
+        """Name of the buffer that holds fused intermediates (auxiliary buffers between engines), if any."""
+        return next((name for name, b in self.raw.buffers.items() if "stream" in b.holds), None)
+
     def ns_to_cycles(self, ns: float) -> int:
         return int(-(-ns * self.raw.clock_mhz // 1e3))
 
@@ -168,6 +172,10 @@ def _check_semantics(raw: ArchConfigRaw, engines: Mapping[str, EngineBase], sour
         if len(holders) != 1:
             found = ", ".join(holders) or "none"
             raise ConfigError(f"exactly one buffer must hold {what} tensors (found: {found})", source=source, key="buffers")
+    streams = [n for n, b in raw.buffers.items() if "stream" in b.holds]
+    if len(streams) > 1:
+        raise ConfigError(f"at most one buffer may hold stream tensors (found: {', '.join(streams)})", source=source,
+                          key="buffers")
     for cls, target in raw.mapping.assign.items():
         names = (target,) if isinstance(target, str) else target
         if not names:

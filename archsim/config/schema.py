@@ -75,7 +75,7 @@ class Buffer(Model):
     read_pj_per_bit: NonNegFloat = 0.3  # 64-128 KB SRAMs land at 0.2-0.5 pJ/bit (docs/configuration.md)
     write_pj_per_bit: NonNegFloat = 0.35
     static_mw: NonNegFloat = 0.0
-    holds: tuple[Literal["activation", "weight"], ...] = ("activation",)
+    holds: tuple[Literal["activation", "weight", "stream"], ...] = ("activation",)
 
     @property
     def capacity_bytes(self) -> int:
@@ -89,7 +89,7 @@ class Buffer(Model):
     @classmethod
     def _holds_nonempty(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if not v:
-            raise ValueError("must name at least one of: activation, weight")
+            raise ValueError("must name at least one of: activation, weight, stream")
         return v
 
 
@@ -133,6 +133,17 @@ class MacArrayBase(EngineBase):
     pg_split: Literal["auto", "channels", "pixels", "groups"] = "auto"
     multiplier_bits: Bits = 8  # operand width of one multiplier
     pack_weights: bool = False  # narrow weights share a multiplier: two 4-bit weights x one 8-bit activation
+    multipliers_per_dsp: PosInt = 1  # FPGA DSP packing (two 8-bit products per DSP48): only for DSP counts
+
+    @property
+    def multiplier_count(self) -> int:
+        """Physical multipliers (MAC units before ``macs_per_multiplier``)."""
+        return self.peak_macs_per_cycle // self.macs_per_multiplier
+
+    @property
+    def dsps(self) -> int:
+        """DSP slices the multipliers occupy on an FPGA (``multipliers_per_dsp`` products per slice)."""
+        return -(-self.multiplier_count // self.multipliers_per_dsp)
 
     has_macs: ClassVar[bool] = True
 
@@ -160,12 +171,15 @@ class RmacEngine(MacArrayBase):
 
 
 class PeArrayEngine(MacArrayBase):
-    """A generic output-stationary ``rows x cols`` PE array (systolic fill and drain per fold)."""
+    """A ``rows x cols`` PE array (systolic fill and drain per fold). ``output_stationary``: each PE keeps one
+    output; ``row_stationary``: each PE row keeps one weight row (an output channel's ``cols`` inputs) while the
+    activation rows (tokens or pixels) stream past, so finished output rows leave the array one per cycle."""
 
     type: Literal["pe_array"] = "pe_array"
     rows: PosInt = 16
     cols: PosInt = 16
     lanes: PosInt = 1
+    dataflow: Literal["output_stationary", "row_stationary"] = "output_stationary"
 
     @property
     def peak_macs_per_cycle(self) -> int:
@@ -227,6 +241,7 @@ class Pipeline(Model):
     intra_layer: bool = True  # double buffering: fetch tile i+1 while computing tile i
     fifo_depth: PosInt = 2  # tiles a FIFO between fused ops holds
     max_group_ops: PosInt = 4
+    min_tiles: PosInt = 1  # a fusion group is cut into at least this many tiles, so consumers start early
 
 
 class Mapping(Model):
@@ -239,6 +254,10 @@ class Mapping(Model):
     requant: bool = True  # a re-quantization stage after every MAC op, on the engine assign['requant'] names
     resident_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
     on_unmapped: Literal["error", "report"] = "error"
+    # generic: assign + fuse as written; trio: Trio-ViT's rules (DW->PW tail on all PEs, K-sum adder tree,
+    # head-pipelined linear attention, row-by-row DW streaming); p2vit: row-streamed attention and MLP
+    # (docs/configuration.md, mapping.policy)
+    policy: Literal["generic", "trio", "p2vit"] = "generic"
 
 
 class Defaults(Model):
@@ -251,6 +270,32 @@ class Defaults(Model):
     scale_kind: Literal["float", "pot", "log2"] = "pot"
 
 
+#: Quantization methods a ``quant:`` section may name (``none`` = no quantizer: bit widths from ``defaults``).
+QUANT_METHODS: tuple[str, ...] = ("fqvit", "p2vit", "trio", "none")
+QuantBits = Annotated[int, Field(ge=2, le=8, strict=True)]  # the quantizer's range (quantizer.core.bits)
+
+
+class Quant(Model):
+    """Which post-training quantizer prepares a ``--model`` before its trace is extracted (issue 4).
+
+    The method and its settings decide every op's bit widths and scale kind, which then take precedence over
+    ``defaults``. The keys mirror ``quantizer.methods.base.QuantConfig``.
+    """
+
+    method: Literal["fqvit", "p2vit", "trio", "none"]
+    w_bits: QuantBits = 8
+    a_bits: QuantBits = 8
+    observer: Literal["minmax", "ema", "percentile", "omse"] = "minmax"
+    ptf: bool | None = None  # power-of-two factor and integer LayerNorm; None: the method's default (on for p2vit)
+    lis: bool | None = None  # Log-Int-Softmax (4-bit log2 attention probabilities); None: as ptf
+    mixed: bool = False  # P2-ViT mixed precision (needs calibration: prefer --quantized FILE from `quantizer save`)
+    options: dict[str, str | bool | int | float] = {}  # method-specific knobs, as `quantizer --option KEY=VALUE`
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none"
+
+
 class ArchConfigRaw(Model):
     """Top level as written in YAML; engines are validated per type afterwards."""
 
@@ -258,6 +303,7 @@ class ArchConfigRaw(Model):
     description: str = ""
     clock_mhz: PosFloat
     defaults: Defaults = Defaults()
+    quant: Quant | None = None
     dram: Dram = Dram()
     buffers: dict[str, Buffer]
     noc: Noc = Noc()

@@ -57,6 +57,8 @@ class Runner:
         self.noc = Noc(sim, raw.noc, ["dram", *raw.buffers, *cfg.engines])
         self.act_buf = self.buffers[cfg.buffer_for("activation")]
         self.wgt_buf = self.buffers[cfg.buffer_for("weight")]
+        stream = cfg.stream_buffer()
+        self.stream_buf = self.buffers[stream] if stream else self.act_buf  # fused intermediates (auxiliary buffers)
         self.units = {name: simpy.Resource(sim.env, capacity=1) for name, e in cfg.engines.items()
                       if isinstance(e, RequantEngine)}
         self.categories = {name: _category(e) for name, e in cfg.engines.items()}
@@ -75,7 +77,7 @@ class Runner:
                 self.done[t.name] = env.event()
                 self.state[t.name] = "not started"
         for g in self.graph.groups:
-            engines = sorted({e for t in g for e in t.engines})
+            engines = sorted({e for t in g for e in t.all_engines})
             before = [engine_last[e] for e in engines if e in engine_last]
             finished = env.event()
             for e in engines:
@@ -177,7 +179,8 @@ class Runner:
         eng = t.engines[0]
         fa = share(t.cost.act_read_bytes, n, i)
         if fa:
-            path = [noc.route(self.act_buf.name, eng), self.act_buf]
+            src = self.stream_buf if t.stream_in else self.act_buf
+            path = [noc.route(src.name, eng), src]
             yield from self._xfer(t, path, Command.READ, "operands", fa, i, "buffer_read")
         fw = share(t.cost.weight_read_bytes, n, i)
         if fw:
@@ -203,6 +206,22 @@ class Runner:
         if fetch is not None:
             self.state[t.name] = f"tile {i}: waiting for operands from the buffers"
             yield fetch
+        if t.tail and i == n - 1:
+            yield from self._tail(t, i)
+
+    def _tail(self, t: Task, i: int) -> Generator:
+        """Work left after the last tile, run on several engines at once (Trio Rule D: the PW channels the MAT
+        could not finish while the depthwise conv ran, taken by all PEs once it has ended)."""
+        ledger = self.sim.ledger
+        start = self.sim.now
+        self.state[t.name] = "computing its tail on all engines"
+        longest = max(p.cycles for p in t.tail)
+        if longest:
+            yield self.sim.env.timeout(longest)
+        for p in t.tail:
+            ledger.span(p.engine, start, start + p.cycles, t.name, self.categories[p.engine], i)
+            ledger.charge(p.engine, t.name, t.op.kind, p.energy_pj)
+        ledger.touch(t.name, start, start + longest)
 
     def _write_tile(self, t: Task, i: int, fifo_out: Fifo | None) -> Generator:
         n = t.tiles
@@ -227,7 +246,8 @@ class Runner:
             yield from self._xfer(t, path, Command.WRITE, t.op.output, out, i, "dram_write")
         if t.resident_out or t.stream_out:
             nbytes = share(t.cost.write_bytes, n, i)
-            path = [self.noc.route(eng, self.act_buf.name), self.act_buf]
+            dst = self.stream_buf if t.stream_out else self.act_buf
+            path = [self.noc.route(eng, dst.name), dst]
             yield from self._xfer(t, path, Command.WRITE, t.op.output, nbytes, i, "buffer_write")
         if fifo_out is not None:
             self.state[t.name] = f"tile {i}: waiting for FIFO space (consumer behind)"

@@ -74,6 +74,15 @@ def _pe_cycles(g: Gemm, rows: int, cols: int, pgs: int, split: str) -> int:
     return groups * _cdiv(m, rows) * _cdiv(n, cols) * (g.k * g.taps + rows + cols - 1)
 
 
+def _rs_cycles(g: Gemm, rows: int, cols: int, pgs: int, split: str) -> int:
+    """Row-stationary rows x cols array: each PE row keeps ``cols`` weights of one output channel, so a fold
+    covers rows output channels x cols reduction elements while all m activation rows stream past, one per
+    cycle. The next fold's weights load behind the current one, so fill and drain (rows + cols - 1) are paid
+    once per op, not per fold."""
+    groups, m, n = _per_pg(g, pgs, split)
+    return groups * _cdiv(n, rows) * _cdiv(g.k * g.taps, cols) * m + rows + cols - 1
+
+
 def _dw_cycles(d: Depthwise, lanes: int, pes: int, pgs: int, split: str) -> int:
     """R-MAC depthwise: lanes over the output pixels of a row, PEs over channels, rows and taps in sequence."""
     rows, channels = d.rows, d.channels
@@ -113,7 +122,8 @@ def mac_cost(op: Op, tensors: Mapping[str, Tensor], geom: Gemm | Depthwise, cfg:
         if isinstance(cfg, RmacEngine) and isinstance(geom, Depthwise):
             cycles = _dw_cycles(geom, cfg.lanes, cfg.pes, pgs, split if split != "groups" else "channels")
         elif isinstance(cfg, PeArrayEngine):
-            cycles = _pe_cycles(_as_gemm(geom), cfg.rows, cfg.cols, pgs, split)
+            model = _rs_cycles if cfg.dataflow == "row_stationary" else _pe_cycles
+            cycles = model(_as_gemm(geom), cfg.rows, cfg.cols, pgs, split)
         else:
             width = cfg.pes if isinstance(cfg, RmacEngine) else cfg.multipliers  # type: ignore[attr-defined]
             cycles = _lane_cycles(_as_gemm(geom), cfg.lanes, width, pgs, split)
@@ -124,7 +134,11 @@ def mac_cost(op: Op, tensors: Mapping[str, Tensor], geom: Gemm | Depthwise, cfg:
     cycles = _cdiv(cycles, cfg.macs_per_multiplier * weight_packing(cfg, a_bits, w_bits))
     macs = geom.macs
     g = _as_gemm(geom)
-    if isinstance(cfg, PeArrayEngine):
+    if isinstance(cfg, PeArrayEngine) and cfg.dataflow == "row_stationary":
+        # activations once per output-channel fold; weights loaded once into the rows
+        in_reads = g.groups * g.m * g.k * g.taps * _cdiv(g.n, cfg.rows)
+        w_reads = g.groups * g.n * g.k * g.taps
+    elif isinstance(cfg, PeArrayEngine):
         in_reads = g.groups * g.m * g.k * g.taps * _cdiv(g.n, cfg.cols)
         w_reads = g.groups * g.n * g.k * g.taps * _cdiv(g.m, cfg.rows)
     elif isinstance(geom, Depthwise):

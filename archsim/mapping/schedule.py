@@ -13,7 +13,8 @@ from typing import Mapping
 from archsim.config.load import ArchConfig
 from archsim.config.schema import MacArrayBase
 from archsim.errors import MappingError
-from archsim.mapping.assign import assigned_engines, op_classes
+from archsim.mapping import policy as rules
+from archsim.mapping.assign import Neighbours, assigned_engines, op_classes
 from archsim.mapping.dataflow import OpCost, dma_cost, mac_cost, nonlinear_cost, requant_cost, supports
 from archsim.mapping.geometry import Depthwise, Gemm, geometry
 from archsim.workloads.ir import MAC_KINDS, Op, Tensor, Workload
@@ -61,6 +62,8 @@ class Task:
     stream_in: str = ""  # tensor received tile by tile from the previous task of the group
     stream_out: bool = False
     deps: tuple[str, ...] = ()
+    role: str = ""  # the mapping.assign class that placed it
+    tail: tuple[Part, ...] = ()  # work run on several engines at once after the last tile (Trio Rule D)
 
     @property
     def name(self) -> str:
@@ -69,6 +72,11 @@ class Task:
     @property
     def engines(self) -> tuple[str, ...]:
         return tuple(p.engine for p in self.parts)
+
+    @property
+    def all_engines(self) -> tuple[str, ...]:
+        """Every engine the op uses, its tail included."""
+        return tuple(dict.fromkeys([*self.engines, *(p.engine for p in self.tail)]))
 
     @property
     def cycles(self) -> int:
@@ -128,13 +136,18 @@ def _split_geometry(geom: Gemm | Depthwise, weights: list[int]) -> list[Gemm | D
     return out
 
 
-def _cost(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig, engines: tuple[str, ...], cls: str) -> tuple[tuple[Part, ...], OpCost]:
+def _cost(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig, engines: tuple[str, ...], cls: str,
+          role: str = "", ctx: Neighbours | None = None) -> tuple[tuple[Part, ...], OpCost]:
     if op.kind in MAC_KINDS:
         geom = geometry(op, tensors)
         if geom.macs != op.macs:
             raise MappingError(f"op {op.name}: trace says {op.macs} MACs but its shapes give {geom.macs}")
         cfgs = [cfg.engines[e] for e in engines]
-        pieces = [geom] if len(engines) == 1 else _split_geometry(geom, [c.peak_macs_per_cycle for c in cfgs])
+        pieces = [geom] if len(engines) == 1 else None
+        if pieces is None and ctx is not None:
+            pieces = rules.split_pieces(cfg.raw.mapping.policy, role, op, tensors, ctx, geom, engines)
+        if pieces is None:
+            pieces = _split_geometry(geom, [c.peak_macs_per_cycle for c in cfgs])
         costs = [mac_cost(op, tensors, g, c) if g.macs else OpCost(cycles=0) for g, c in zip(pieces, cfgs)]
         parts = tuple(Part(e, c.macs, c.cycles, c.energy_pj) for e, c in zip(engines, costs))
         whole = mac_cost(op, tensors, geom, cfgs[0]) if len(engines) == 1 else _merge(op, tensors, costs)
@@ -163,7 +176,7 @@ def _merge(op: Op, tensors: Mapping[str, Tensor], costs: list[OpCost]) -> OpCost
     )
 
 
-def _place(w: Workload, cfg: ArchConfig) -> tuple[list[Task], list[Skipped], dict[str, str]]:
+def _place(w: Workload, cfg: ArchConfig, ctx: Neighbours) -> tuple[list[Task], list[Skipped], dict[str, str]]:
     """Decide for every op: folded, unmodelled, or a costed Task on its engines."""
     mapping = cfg.raw.mapping
     tensors = w.tensors
@@ -184,8 +197,8 @@ def _place(w: Workload, cfg: ArchConfig) -> tuple[list[Task], list[Skipped], dic
                 skipped.append(Skipped(op, "folded", f"batchnorm folded into {src.name}"))
                 alias[op.output] = op.inputs[0]
                 continue
-        classes = op_classes(op, tensors)
-        found = assigned_engines(op, tensors, cfg)
+        classes = op_classes(op, tensors, ctx)
+        found = assigned_engines(op, tensors, cfg, ctx)
         if found is None:
             if mapping.on_unmapped == "report":
                 skipped.append(Skipped(op, "unmodelled", f"no engine assigned to {' / '.join(classes)}"))
@@ -210,12 +223,19 @@ def _place(w: Workload, cfg: ArchConfig) -> tuple[list[Task], list[Skipped], dic
                     key=f"mapping.assign.{matched}",
                 )
             cls = runs_as
-        parts, cost = _cost(op, tensors, cfg, engines, cls)
-        task = Task(op=op, index=index, cls=cls, parts=parts, cost=cost)
-        if op.kind in MAC_KINDS and mapping.requant:
+        parts, cost = _cost(op, tensors, cfg, engines, cls, matched, ctx)
+        task = Task(op=op, index=index, cls=cls, parts=parts, cost=cost, role=matched)
+        if op.kind in MAC_KINDS and mapping.requant and _requantized(op):
             task.requant = _requant_stage(op, tensors, cfg)
         tasks.append(task)
     return tasks, skipped, alias
+
+
+def _requantized(op: Op) -> bool:
+    """False for a MAC op the quantizer leaves at accumulator width (``attrs.quant.requant == "none"``, e.g. the
+    classifier's logits); every other MAC op is re-quantized behind its output."""
+    facts = op.attrs.get("quant")
+    return not (isinstance(facts, Mapping) and facts.get("requant") == "none")
 
 
 def _requant_stage(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig) -> RequantStage:
@@ -236,14 +256,15 @@ def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_ou
           tensors: Mapping[str, Tensor]) -> list[list[Task]]:
     """Chain consecutive producer -> consumer tasks on distinct engines into groups that stream tiles."""
     pipe = cfg.raw.mapping.pipeline
+    any_operand = rules.streamable_inputs(cfg.raw.mapping.policy) == "any"
     readers: dict[str, list[int]] = {}
     for t in tasks:
         for name in dict.fromkeys(_canonical(alias, i) for i in t.op.inputs):
             readers.setdefault(name, []).append(t.index)
     groups: list[list[Task]] = []
     for t in tasks:
-        if groups and pipe.inter_layer and _can_join(groups[-1], t, alias, readers, pipe.max_group_ops, graph_outputs,
-                                                     tensors):
+        if groups and pipe.inter_layer and not rules.starts_group(cfg.raw.mapping.policy, t.op, tensors) and _can_join(groups[-1], t, alias, readers, pipe.max_group_ops, graph_outputs,
+                                                     tensors, any_operand):
             groups[-1].append(t)
         else:
             groups.append([t])
@@ -254,13 +275,20 @@ def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_ou
     return groups
 
 
+def _streamed_input(t: Task, out: str, alias: Mapping[str, str], any_operand: bool) -> int | None:
+    """Position of the operand of ``t`` that is the tensor ``out`` (only the first, unless ``any_operand``)."""
+    positions = range(len(t.op.inputs)) if any_operand else range(min(1, len(t.op.inputs)))
+    return next((i for i in positions if _canonical(alias, t.op.inputs[i]) == out), None)
+
+
 def _can_join(group: list[Task], t: Task, alias: Mapping[str, str], readers: Mapping[str, list[int]], max_ops: int,
-              graph_outputs: set[str], tensors: Mapping[str, Tensor]) -> bool:
+              graph_outputs: set[str], tensors: Mapping[str, Tensor], any_operand: bool = False) -> bool:
     prev = group[-1]
     out = _canonical(alias, prev.op.output)
-    if len(group) >= max_ops or not t.op.inputs or _canonical(alias, t.op.inputs[0]) != out:
+    pos = _streamed_input(t, out, alias, any_operand)
+    if len(group) >= max_ops or pos is None:
         return False
-    if t.op.input_bytes(0, tensors) != tensors[out].nbytes:  # reads only a view (e.g. the class token): no stream
+    if t.op.input_bytes(pos, tensors) != tensors[out].nbytes:  # reads only a view (e.g. the class token): no stream
         return False
     if readers.get(out) != [t.index] or out in graph_outputs:
         return False
@@ -268,6 +296,46 @@ def _can_join(group: list[Task], t: Task, alias: Mapping[str, str], readers: Map
         return False
     used = {e for m in group for e in m.engines}
     return not used.intersection(t.engines)
+
+
+def _overlap_tails(groups: list[list[Task]], tensors: Mapping[str, Tensor], cfg: ArchConfig, ctx: Neighbours) -> None:
+    """Trio Rule D: a PW fused behind its depthwise conv keeps on its engine (the MAT) the output channels it can
+    finish while the depthwise runs; the rest becomes a tail on every MAC engine of the group once the depthwise
+    ends. The tail re-reads the whole depthwise output, so it needs that tensor to fit the stream buffer."""
+    stream_buf = cfg.stream_buffer()
+    room = cfg.raw.buffers[stream_buf].capacity_bytes if stream_buf else 0
+    everywhere = {t.name: t for g in groups for t in g}
+    for g in groups:
+        by_name = {t.name: t for t in g}
+        for t in g:
+            if t.role != "dw_pwconv" or len(t.parts) != 1:
+                continue
+            dw_op = ctx.fed_by_depthwise(t.op, tensors)
+            dw = everywhere.get(dw_op.name) if dw_op is not None else None
+            if dw is None:
+                continue
+            engines = [*t.engines, *(e for e in dw.engines if e not in t.engines)]
+            if not all(isinstance(cfg.engines[e], MacArrayBase) for e in engines) or len(engines) < 2:
+                continue
+            geom = geometry(t.op, tensors)
+            assert isinstance(geom, Gemm)
+            if dw.name not in by_name:  # not fused (pipeline off): the depthwise has ended, so all PEs (Rule B)
+                t.parts = tuple(Part(e, c.macs, c.cycles, c.energy_pj)
+                                for e, c in rules.tail_split(t.op, tensors, geom, geom.n, cfg, engines))
+                continue
+            if tensors[dw.op.output].nbytes > room:
+                continue  # the tail would need the whole depthwise output on chip
+            mat = cfg.engines[t.engines[0]]
+            assert isinstance(mat, MacArrayBase)
+            window = dw.cycles - rules.dw_setup_cycles(dw.cycles, dw.op, tensors)
+            done = rules.overlap_channels(t.op, tensors, geom, mat, window)
+            if done >= geom.n:
+                continue  # the PW hides entirely behind the depthwise conv
+            head = mac_cost(t.op, tensors, Gemm(geom.groups, geom.m, geom.k, done, geom.taps), mat) if done else None
+            t.parts = (Part(t.engines[0], head.macs, head.cycles, head.energy_pj),) if head else (
+                Part(t.engines[0], 0, 0, 0.0),)
+            t.tail = tuple(Part(e, c.macs, c.cycles, c.energy_pj)
+                           for e, c in rules.tail_split(t.op, tensors, geom, geom.n - done, cfg, engines))
 
 
 # ---- 3. residency and 4. tiling ------------------------------------------------------------------------------------
@@ -287,6 +355,9 @@ def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload
         act_work = wgt_work = act_work // 2
     k = 2 if raw.mapping.pipeline.intra_layer else 1
     depth = raw.mapping.pipeline.fifo_depth
+    stream_buf = cfg.stream_buffer()
+    stream_work = raw.buffers[stream_buf].capacity_bytes if stream_buf else None
+    min_tiles = raw.mapping.pipeline.min_tiles
 
     graph_outputs = {_canonical(alias, t) for t in w.graph_outputs()}
     last_use: dict[str, int] = {}
@@ -301,7 +372,7 @@ def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload
         names_in_group = {t.op.output for t in g}
         for pos, t in enumerate(g):
             if pos > 0:
-                t.stream_in = _canonical(alias, t.op.inputs[0])
+                t.stream_in = _canonical(alias, g[pos - 1].op.output)
             if pos < len(g) - 1:
                 t.stream_out = True
             deps = []
@@ -338,14 +409,16 @@ def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload
         for t in g:
             if t.resident_out and last_use.get(t.op.output, -1) > last_index:
                 resident[t.op.output] = tensors[t.op.output].nbytes
-        _tile_group(g, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth)
+        _tile_group(g, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth, stream_work, min_tiles)
 
 
 def _tile_group(g: list[Task], tensors: Mapping[str, Tensor], cfg: ArchConfig, act_buf: str, wgt_buf: str,
-                act_work: int, wgt_work: int, k: int, depth: int) -> None:
-    tiles = 1
+                act_work: int, wgt_work: int, k: int, depth: int, stream_work: int | None = None,
+                min_tiles: int = 1) -> None:
+    tiles = rules.min_group_tiles(cfg.raw.mapping.policy, [t.op for t in g], tensors, min_tiles)
     for t in g:
-        tiles = max(tiles, _tiles_needed(t, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth))
+        tiles = max(tiles, _tiles_needed(t, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth,
+                                         stream_work))
     for t in g:
         t.tiles = tiles
         if t.weight_dram_bytes and t.act_dram_bytes and tiles > 1:
@@ -356,11 +429,13 @@ def _tile_group(g: list[Task], tensors: Mapping[str, Tensor], cfg: ArchConfig, a
 
 
 def _tiles_needed(t: Task, tensors: Mapping[str, Tensor], cfg: ArchConfig, act_buf: str, wgt_buf: str,
-                  act_work: int, wgt_work: int, k: int, depth: int) -> int:
-    """Fewest tiles whose per-tile working set (double-buffered when intra-layer pipelining is on) fits."""
+                  act_work: int, wgt_work: int, k: int, depth: int, stream_work: int | None = None) -> int:
+    """Fewest tiles whose per-tile working set (double-buffered when intra-layer pipelining is on) fits. FIFO
+    slots live in the stream (auxiliary) buffer when the config has one, else in the activation buffer."""
     op = t.op
     stream = (tensors[t.stream_in].nbytes if t.stream_in else 0) + (tensors[op.output].nbytes if t.stream_out else 0)
-    staged = (t.act_dram_bytes + t.out_dram_bytes) * k + stream * depth
+    staged = (t.act_dram_bytes + t.out_dram_bytes) * k + (stream * depth if stream_work is None else 0)
+    n_s = math.ceil(stream * depth / stream_work) if stream_work and stream else 1
     rows = _rows(op, tensors)
     if staged and staged / rows > act_work:
         raise MappingError(
@@ -382,8 +457,8 @@ def _tiles_needed(t: Task, tensors: Mapping[str, Tensor], cfg: ArchConfig, act_b
             )
         n_w = math.ceil(t.weight_dram_bytes * k / wgt_work)
     if n_w > 1 and n_a > 1 and t.act_dram_bytes:
-        return n_w * n_a
-    return max(n_a, n_w, 1)
+        return max(n_w * n_a, n_s)
+    return max(n_a, n_w, n_s, 1)
 
 
 def _rows(op: Op, tensors: Mapping[str, Tensor]) -> int:
@@ -408,9 +483,12 @@ def _out_channels(op: Op, tensors: Mapping[str, Tensor]) -> int:
 
 def build_taskgraph(w: Workload, cfg: ArchConfig) -> TaskGraph:
     """Map ``w`` onto ``cfg``: the complete, static plan the simulator executes."""
-    tasks, skipped, alias = _place(w, cfg)
+    ctx = Neighbours.of(w)
+    tasks, skipped, alias = _place(w, cfg, ctx)
     graph_outputs = {_canonical(alias, t) for t in w.graph_outputs()}
     groups = _fuse(tasks, alias, cfg, graph_outputs, w.tensors)
+    if cfg.raw.mapping.policy == "trio":
+        _overlap_tails(groups, w.tensors, cfg, ctx)  # after fusion: Rule D depends on what is fused
     _plan_memory(groups, alias, w, cfg)
     notes = []
     if not cfg.raw.mapping.pipeline.inter_layer:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Any, Mapping
 
 from archsim.report.markdown import format_bytes, format_number
@@ -53,9 +54,24 @@ def _unmodelled_lines(s: Mapping[str, Any]) -> list[str]:
     return [f"!! WARNING: {len(names)} UNMODELLED OP(S), their cost is NOT included: {shown}"]
 
 
+def _quant_lines(s: Mapping[str, Any]) -> list[str]:
+    """Which quantizer prepared the model (nothing for a float trace, whose bits came from ``defaults``)."""
+    q = s.get("workload", {}).get("quant")
+    if not isinstance(q, Mapping):
+        return []
+    flags = [name for name in ("ptf", "lis", "mixed") if q.get(name)]
+    line = f"quant      {q.get('method')} W{q.get('w_bits')}A{q.get('a_bits')}"
+    line += f" ({', '.join(flags)})" if flags else ""
+    if q.get("quantized"):
+        line += f", from {q['quantized']}"
+    return [line]
+
+
 def _note_lines(notes: list[str]) -> list[str]:
     """The run's caveats, the first few."""
-    lines = [f"note       {note}" for note in notes[:MAX_NOTES]]
+    lines = []
+    for note in notes[:MAX_NOTES]:
+        lines += textwrap.wrap(note, WIDTH, initial_indent="note       ", subsequent_indent=" " * 11)
     if len(notes) > MAX_NOTES:
         lines.append(f"           ... and {len(notes) - MAX_NOTES} more notes (see report.md)")
     return lines
@@ -69,6 +85,7 @@ def format_summary(result: Result, out_dir: str | os.PathLike[str] | None = None
         f"archsim: {s['model']} on {s['config']} (batch {s['batch']}, {s['clock_mhz']:g} MHz)",
         f"latency    {s['latency_cycles']:,} cycles = {format_number(s['latency_ms'])} ms   "
         f"FPS {format_number(s['fps'])}",
+        *_quant_lines(s),
         f"compute    {s['total_macs']:,} MACs; {format_number(s['achieved_gops'])} GOPS achieved of "
         f"{format_number(s['peak_gops'])} "
         f"peak ({100 * safe_ratio(s['achieved_gops'], s['peak_gops']):.1f}%)",

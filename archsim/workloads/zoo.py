@@ -21,6 +21,7 @@ from archsim.errors import UsageError
 from archsim.workloads import cache as trace_cache
 from archsim.workloads.extract import check_bits, check_scale_kind
 from archsim.workloads.ir import Workload
+from archsim.workloads.quant import QuantRequest
 
 __all__ = ["ModelSpec", "build", "list_models", "load_checkpoint", "model_spec", "register_model", "trace_model"]
 
@@ -218,7 +219,7 @@ def _code_digest() -> str:
     """Digest of the trace front end's source, so a changed lowering invalidates cached traces."""
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for fname in ("extract.py", "zoo.py", "ir.py", "macs.py"):
+    for fname in ("extract.py", "zoo.py", "ir.py", "macs.py", "quant.py", "quantized.py"):
         try:
             digest.update((here / fname).read_bytes())
         except OSError:
@@ -240,8 +241,42 @@ def _checkpoint_identity(checkpoint: str | os.PathLike[str] | None) -> dict[str,
             "checkpoint_mtime_ns": stat.st_mtime_ns}
 
 
+def _quantizer_digest() -> str:
+    """Digest of the quantizer package's source: its methods decide every spec a quantized trace carries."""
+    import quantizer
+
+    root = Path(quantizer.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _quant_identity(quant: QuantRequest | None) -> dict[str, Any]:
+    """Cache-key fields of a quantization request: its settings, the saved file's content hash, the quantizer code."""
+    if quant is None:
+        return {"quant": None}
+    fields: dict[str, Any] = {"quant": quant.to_dict(), "quantizer_code": _quantizer_digest()}
+    if quant.quantized is not None:
+        path = Path(quant.quantized).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{quant.quantized}: no such file")
+        fields["quant"]["quantized"] = str(path.resolve())
+        fields["quantized_sha256"] = _file_sha256(path)
+    return fields
+
+
 def trace_model(
-    name: str,
+    name: str | None,
     resolution: int | None = None,
     batch: int = 1,
     act_bits: int = 8,
@@ -250,11 +285,23 @@ def trace_model(
     checkpoint: str | os.PathLike[str] | None = None,
     cache: bool = True,
     bias_bits: int = 32,
+    quant: QuantRequest | None = None,
 ) -> Workload:
     """Trace a zoo model into a Workload, reusing the on-disk cache when ``cache`` is true.
 
-    ``bias_bits`` is the width of biases and batch-norm tensors (the other weights use ``weight_bits``).
+    ``bias_bits`` is the width of biases and batch-norm tensors (the other weights use ``weight_bits``). With
+    ``quant``, the model is first prepared by that quantizer and the trace carries its per-op bit widths and scale
+    kinds (``act_bits``, ``weight_bits`` and ``scale_kind`` are then unused); ``name`` may be None when
+    ``quant.quantized`` names a saved model, which then supplies the model and resolution.
     """
+    if quant is not None and quant.quantized is not None and name is None:
+        from quantizer.io import read_quantized
+
+        _, info = read_quantized(quant.quantized)
+        name = info.model
+        resolution = info.resolution if resolution is None else resolution
+    if name is None:
+        raise UsageError("trace_model needs a model name")
     spec = model_spec(name)
     resolution = spec.check_resolution(spec.default_resolution if resolution is None else resolution)
     batch = _check_batch(batch)
@@ -265,14 +312,17 @@ def trace_model(
     ckpt = _checkpoint_identity(checkpoint)
     key = trace_cache.cache_key(
         model=name, resolution=resolution, batch=batch, act_bits=act_bits, weight_bits=weight_bits,
-        bias_bits=bias_bits, scale_kind=scale_kind, code=_code_digest(), **ckpt,
+        bias_bits=bias_bits, scale_kind=scale_kind, code=_code_digest(), **ckpt, **_quant_identity(quant),
     )
     if cache:
         hit = trace_cache.load(key)
         if hit is not None:
             return hit
-    workload = _trace_uncached(spec, resolution, batch, act_bits, weight_bits, bias_bits, scale_kind,
-                               ckpt["checkpoint"])
+    if quant is not None:
+        workload = _trace_quantized(spec, resolution, batch, bias_bits, ckpt["checkpoint"], quant)
+    else:
+        workload = _trace_uncached(spec, resolution, batch, act_bits, weight_bits, bias_bits, scale_kind,
+                                   ckpt["checkpoint"])
     if cache:
         try:
             trace_cache.store(key, workload)
@@ -304,3 +354,24 @@ def _trace_uncached(spec: ModelSpec, resolution: int, batch: int, act_bits: int,
             "weights": checkpoint if checkpoint is not None else "random"}
     return extract(module, example, name=spec.name, act_bits=act_bits, weight_bits=weight_bits,
                    bias_bits=bias_bits, scale_kind=scale_kind, meta=meta)
+
+
+def _trace_quantized(spec: ModelSpec, resolution: int, batch: int, bias_bits: int, checkpoint: str | None,
+                     quant: QuantRequest) -> Workload:
+    """Trace the quantizer-prepared model (float mode) and apply the quantizer's per-op facts."""
+    import torch
+
+    from archsim.workloads.extract import extract
+    from archsim.workloads.quant import apply_specs
+    from archsim.workloads.quantized import prepare_for_trace
+
+    prepared = prepare_for_trace(spec.name, resolution, batch, quant, checkpoint=checkpoint)
+    if prepared.device == "meta":
+        example = torch.empty(prepared.input_shape, device="meta")
+    else:
+        example = torch.randn(prepared.input_shape, generator=torch.Generator().manual_seed(0))
+    req = prepared.request
+    meta = {**prepared.meta, "weights": checkpoint if checkpoint is not None else "random"}
+    traced = extract(prepared.module, example, name=spec.name, act_bits=req.a_bits, weight_bits=req.w_bits,
+                     bias_bits=bias_bits, scale_kind="none", meta=meta)
+    return apply_specs(traced, prepared.specs, req, quant_buffers=prepared.quant_buffers, bias_bits=bias_bits)
