@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from archsim.errors import ArchsimError, UsageError
+from archsim.errors import ArchsimError, UnsupportedModelError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from archsim.config.schema import Quant
@@ -167,7 +167,9 @@ def _quant_request(args: argparse.Namespace, section: Quant | None) -> QuantRequ
 
 
 def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bias_bits: int, scale_kind: str,
-                   quant: QuantRequest | None = None):
+                   quant: QuantRequest | None = None, config: str | None = None):
+    """The workload from --workload, --trace or --model; ``config`` is the file whose ``quant:`` section chose the
+    method (named in the error when that method cannot prepare the model)."""
     _check_workload_args(args)
     if args.workload:
         from archsim.workloads.yaml_format import load_yaml_workload
@@ -179,9 +181,15 @@ def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bi
         return Workload.load(args.trace)
     from archsim.workloads.zoo import trace_model  # imports torch
 
-    return trace_model(args.model, resolution=args.resolution, batch=args.batch, act_bits=act_bits,
-                       weight_bits=weight_bits, bias_bits=bias_bits, scale_kind=scale_kind,
-                       checkpoint=args.checkpoint, cache=not args.no_cache, quant=quant)
+    try:
+        return trace_model(args.model, resolution=args.resolution, batch=args.batch, act_bits=act_bits,
+                           weight_bits=weight_bits, bias_bits=bias_bits, scale_kind=scale_kind,
+                           checkpoint=args.checkpoint, cache=not args.no_cache, quant=quant)
+    except UnsupportedModelError as exc:
+        if config is None or args.quant is not None or args.quantized:
+            raise
+        raise UsageError(f"{exc.detail}; pass --quant METHOD, or --quant none for the float graph",
+                         source=config, key="quant.method") from None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -200,7 +208,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with tqdm(total=4, desc="trace", unit="stage", file=sys.stderr, disable=True if args.quiet else None,
               leave=False) as bar:
         t0 = time.perf_counter()
-        workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant)
+        workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant, args.config)
         t_trace = time.perf_counter() - t0
         bar.update(1)
         model = str(workload.meta.get("model", workload.name))
@@ -236,7 +244,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for v, cfg in zip(plan, cfgs):
         d = cfg.raw.defaults
         quant = _quant_request(args, cfg.raw.quant) if args.model or args.quantized else None
-        workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant)
+        workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant, v.config)
         results.append((v, run_stages(cfg, workload)))
     model = str(results[0][1].model)
     out = Path(args.out) if args.out else Path("reports") / f"compare-{_slug(model)}"
@@ -264,7 +272,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     else:
         bits = (8, 8, 32, "none")
     quant = _quant_request(args, section) if args.model or args.quantized else None
-    w = _load_workload(args, *bits, quant=quant)
+    w = _load_workload(args, *bits, quant=quant, config=args.config)
     _make_folder(Path(args.out).parent, "--out")
     try:
         w.save(args.out)

@@ -26,6 +26,10 @@ class UsageError(ArchsimError):
     """A bad command-line argument (unknown model name, bad --set, ...)."""
 
 
+class UnsupportedModelError(UsageError):
+    """A quantization method asked to prepare a model of a family it does not support (e.g. trio on DeiT)."""
+
+
 class ConfigError(ArchsimError):
     """An architecture config that is missing, unreadable, or invalid; names the file and key path."""
 

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from archsim.errors import UsageError
+from archsim.errors import UnsupportedModelError, UsageError
 from archsim.workloads.quant import QuantRequest
 
 __all__ = ["PreparedModel", "prepare_for_trace"]
@@ -56,7 +56,7 @@ def _check_support(method: Any, module: Any, model: str) -> None:
     family = family_of(module) or "unknown"
     others = sorted(n for n, cls in METHODS.items() if n != method.name and family in cls.families)
     hint = f"; methods for {family}: {', '.join(others)}" if others else ""
-    raise UsageError(f"method {method.name!r} does not support {model} (family {family}; it supports "
+    raise UnsupportedModelError(f"method {method.name!r} does not support {model} (family {family}; it supports "
                      f"{', '.join(method.families) or 'nothing yet'}){hint}")
 
 
