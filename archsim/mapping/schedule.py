@@ -254,20 +254,44 @@ _NOT_STREAMABLE = frozenset({"reduce", "pool"})
 
 def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_outputs: set[str],
           tensors: Mapping[str, Tensor]) -> list[list[Task]]:
-    """Chain consecutive producer -> consumer tasks on distinct engines into groups that stream tiles."""
+    """Cut the task sequence into groups of consecutive producer -> consumer tasks on distinct engines, which
+    stream tiles; the cut keeps the most bytes on chip.
+
+    Greedy chaining is not enough: in conv (MAT) -> act (aux) after an add (aux), joining the conv to the add's
+    group leaves the act, whose output is the larger tensor, no engine. So every valid group is considered and
+    the best cut found by dynamic programming over group ends (ties: fewer groups, then longer early groups).
+    """
     pipe = cfg.raw.mapping.pipeline
-    any_operand = rules.streamable_inputs(cfg.raw.mapping.policy) == "any"
+    policy = cfg.raw.mapping.policy
+    any_operand = rules.streamable_inputs(policy) == "any"
     readers: dict[str, list[int]] = {}
     for t in tasks:
         for name in dict.fromkeys(_canonical(alias, i) for i in t.op.inputs):
             readers.setdefault(name, []).append(t.index)
+    # best[i]: (bytes streamed, -groups) of the best cut of tasks[:i]; start[i]: where its last group begins
+    best: list[tuple[int, int]] = [(0, 0)] + [(-1, 0)] * len(tasks)
+    start = [0] * (len(tasks) + 1)
+    for j in range(len(tasks)):
+        group, streamed = [tasks[j]], 0
+        while True:
+            end = j + len(group)
+            score = (best[j][0] + streamed, best[j][1] - 1)
+            if score >= best[end]:  # on ties the later start wins: earlier groups as long as greedy makes them
+                best[end], start[end] = score, j
+            if end == len(tasks) or not pipe.inter_layer:
+                break
+            t = tasks[end]
+            if rules.starts_group(policy, t.op, tensors) or not _can_join(
+                    group, t, alias, readers, pipe.max_group_ops, graph_outputs, tensors, any_operand):
+                break
+            streamed += tensors[_canonical(alias, group[-1].op.output)].nbytes
+            group.append(t)
     groups: list[list[Task]] = []
-    for t in tasks:
-        if groups and pipe.inter_layer and not rules.starts_group(cfg.raw.mapping.policy, t.op, tensors) and _can_join(groups[-1], t, alias, readers, pipe.max_group_ops, graph_outputs,
-                                                     tensors, any_operand):
-            groups[-1].append(t)
-        else:
-            groups.append([t])
+    end = len(tasks)
+    while end > 0:
+        groups.append(tasks[start[end]:end])
+        end = start[end]
+    groups.reverse()
     for gi, g in enumerate(groups):
         name = f"g{gi}" if len(g) > 1 else ""
         for t in g:

@@ -8,7 +8,7 @@ from archsim.errors import MappingError
 from archsim.mapping.schedule import build_taskgraph
 from archsim.workloads.ir import Op, Tensor, make_workload
 
-from helpers import GENERIC, mlp
+from helpers import GENERIC, linear_op, mlp
 
 
 def _conv_bn_relu():
@@ -41,6 +41,21 @@ def test_fusion_groups_stream_and_keep_intermediate_off_dram(generic_cfg) -> Non
     assert groups == [["fc1", "act"], ["fc2"]]
     fc1 = graph.groups[0][0]
     assert fc1.stream_out and fc1.out_dram_bytes == 0 and not fc1.resident_out
+
+
+def test_fusion_cut_keeps_the_larger_tensor_on_chip(generic_cfg) -> None:
+    """gelu -> fc1 (4x wider) -> gelu: chaining greedily would put fc1 with the first gelu and leave the second,
+    which needs the same vector unit, alone, so fc1's 4x wider output would go through memory. The cut streams
+    fc1's output instead (the Trio-ViT stem's add -> expansion conv -> hardswish has this shape)."""
+    x = Tensor("x", (1, 197, 384))
+    pre = Tensor("pre", (1, 197, 384))
+    fc1, t1 = linear_op("fc1", pre, 1536)
+    act = Tensor("act", t1[1].shape)
+    ops = [Op("pre", "activation", ("x",), "pre", attrs={"fn": "gelu"}), fc1,
+           Op("act", "activation", ("fc1",), "act", attrs={"fn": "gelu"})]
+    graph = build_taskgraph(make_workload("pre_fc_act", [x, pre, *t1, act], ops), generic_cfg)
+    assert [[t.name for t in g] for g in graph.groups] == [["pre"], ["fc1", "act"]]
+    assert graph.groups[1][0].stream_out and graph.groups[1][0].out_dram_bytes == 0
 
 
 def test_inter_layer_off_gives_single_op_groups() -> None:
