@@ -189,27 +189,19 @@ def _status(message: str) -> None:
 
 def _quant_config(args: argparse.Namespace, method: str) -> "QuantConfig":
     from quantizer.core.bits import check_bits
-    from quantizer.methods.base import QuantConfig
+    from quantizer.methods.base import QuantConfig, ptf_lis_flag
 
     return QuantConfig(
         method=method,
         observer=args.quant_method or "minmax",
         w_bits=check_bits(8 if args.w_bits is None else args.w_bits, "--w-bits"),
         a_bits=check_bits(8 if args.a_bits is None else args.a_bits, "--a-bits"),
-        ptf=_flag(args.ptf, method),
-        lis=_flag(args.lis, method),
+        ptf=ptf_lis_flag(args.ptf, method),
+        lis=ptf_lis_flag(args.lis, method),
         mixed=bool(args.mixed),
         seed=args.seed,
         options=_parse_options(args.option or []),
     )
-
-
-#: Methods whose scheme includes PTF + integer LayerNorm and LIS: on unless --no-ptf / --no-lis (P6).
-_ALWAYS_PTF_LIS = frozenset({"p2vit"})
-
-
-def _flag(value: bool | None, method: str) -> bool:
-    return (method in _ALWAYS_PTF_LIS) if value is None else bool(value)
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, Any]:
@@ -260,7 +252,7 @@ def _setup(args: argparse.Namespace, quant: bool) -> _Run:
     """Validate everything cheap first (bits, names, folders), then build the model and check it fits."""
     from archsim.workloads import zoo
     from quantizer.data import ImageFolderData, SyntheticData, preprocessing_for
-    from quantizer.methods.base import get_method
+    from quantizer.methods.base import check_support, get_method
 
     cfg = _quant_config(args, args.method or "fqvit") if quant else None
     if args.holdout_iter is not None and cfg is not None and not cfg.mixed:
@@ -285,7 +277,7 @@ def _setup(args: argparse.Namespace, quant: bool) -> _Run:
     calib = synthetic if args.calib_data == "gaussian" else data
     split = None
     if cfg is not None and method is not None:
-        _check_support(method, model, args.model)
+        check_support(method, model, args.model)
         holdout = (args.holdout_iter or DEFAULT_HOLDOUT_ITER) if cfg.mixed else 0
         split = calib.calibration(args.calib_batchsize, args.calib_iter, holdout_batches=holdout)
     classes = getattr(model, "num_classes", None)
@@ -293,19 +285,6 @@ def _setup(args: argparse.Namespace, quant: bool) -> _Run:
         raise UsageError(f"data folder {args.data}: labels need {data.num_labels} outputs but {args.model} has "
                          f"{classes}")
     return _Run(args.model, resolution, model, data, split, calib.synthetic, method, cfg, weights)
-
-
-def _check_support(method: "Method", model: "nn.Module", model_name: str) -> None:
-    from quantizer.methods.base import METHODS
-    from quantizer.models import family_of
-
-    if method.supports(model):
-        return
-    family = family_of(model) or "unknown"
-    others = sorted(name for name, cls in METHODS.items() if name != method.name and family in cls.families)
-    hint = f"; methods for {family}: {', '.join(others)}" if others else ""
-    raise UsageError(f"method {method.name!r} does not support {model_name} (family {family}; it supports "
-                     f"{', '.join(method.families) or 'nothing yet'}){hint}")
 
 
 def _quantize(run: _Run) -> tuple["nn.Module", int, float]:

@@ -271,7 +271,7 @@ class Defaults(Model):
 
 
 #: Quantization methods a ``quant:`` section may name (``none`` = no quantizer: bit widths from ``defaults``).
-QUANT_METHODS: tuple[str, ...] = ("fqvit", "p2vit", "trio", "none")
+QuantMethod = Literal["fqvit", "p2vit", "trio", "none"]
 QuantBits = Annotated[int, Field(ge=2, le=8, strict=True)]  # the quantizer's range (quantizer.core.bits)
 
 
@@ -282,7 +282,7 @@ class Quant(Model):
     ``defaults``. The keys mirror ``quantizer.methods.base.QuantConfig``.
     """
 
-    method: Literal["fqvit", "p2vit", "trio", "none"]
+    method: QuantMethod
     w_bits: QuantBits = 8
     a_bits: QuantBits = 8
     observer: Literal["minmax", "ema", "percentile", "omse"] = "minmax"

@@ -23,18 +23,17 @@ What :func:`apply_specs` records (docs/architecture.md, "Quantized traces"):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, get_args
 
+from archsim.config.schema import QuantMethod
 from archsim.errors import UsageError
 from archsim.workloads.ir import MAC_KINDS, Op, Tensor, Workload
+from quantizer.methods.base import ptf_lis_flag
 
-__all__ = ["PTF_LIS_BY_DEFAULT", "QUANT_METHODS", "QuantRequest", "apply_specs", "owner_of", "with_scale_kind"]
+__all__ = ["QUANT_METHODS", "QuantRequest", "apply_specs", "owner_of", "with_scale_kind"]
 
-#: Methods the quantizer package provides (``p2vit`` once it is installed).
-QUANT_METHODS: tuple[str, ...] = ("fqvit", "p2vit", "trio")
-
-#: Methods whose recipe includes PTF and LIS unless told otherwise (as ``quantizer eval``'s defaults).
-PTF_LIS_BY_DEFAULT: frozenset[str] = frozenset({"p2vit"})
+#: Methods the quantizer package provides: those a config's ``quant.method`` may name, less ``none``.
+QUANT_METHODS: tuple[str, ...] = tuple(m for m in get_args(QuantMethod) if m != "none")
 
 #: Spec kinds of modules whose ops multiply-accumulate.
 _MAC_SPEC_KINDS = frozenset({"linear", "conv2d", "matmul", "linear_attention"})
@@ -65,9 +64,8 @@ class QuantRequest:
         for what, bits in (("w_bits", self.w_bits), ("a_bits", self.a_bits)):
             if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
                 raise UsageError(f"{what} must be an integer from 2 to 8, got {bits!r}")
-        for flag in ("ptf", "lis"):
-            if getattr(self, flag) is None:
-                object.__setattr__(self, flag, self.method in PTF_LIS_BY_DEFAULT)
+        for flag in ("ptf", "lis"):  # None: the method's default, as in `quantizer eval`
+            object.__setattr__(self, flag, ptf_lis_flag(getattr(self, flag), self.method))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from archsim.errors import UnsupportedModelError, UsageError
+from archsim.errors import UsageError
 from archsim.workloads.quant import QuantRequest
 
 __all__ = ["PreparedModel", "prepare_for_trace"]
@@ -44,20 +44,6 @@ def _config(request: QuantRequest) -> Any:
     return QuantConfig(method=request.method, observer=request.observer, w_bits=request.w_bits,  # type: ignore[arg-type]
                        a_bits=request.a_bits, ptf=request.ptf, lis=request.lis, mixed=request.mixed, seed=0,
                        options=dict(request.options))
-
-
-def _check_support(method: Any, module: Any, model: str) -> None:
-    """One line naming the model's family and what the method supports (e.g. trio on deit_small)."""
-    from quantizer.methods.base import METHODS
-    from quantizer.models import family_of
-
-    if method.supports(module):
-        return
-    family = family_of(module) or "unknown"
-    others = sorted(n for n, cls in METHODS.items() if n != method.name and family in cls.families)
-    hint = f"; methods for {family}: {', '.join(others)}" if others else ""
-    raise UnsupportedModelError(f"method {method.name!r} does not support {model} (family {family}; it supports "
-                     f"{', '.join(method.families) or 'nothing yet'}){hint}")
 
 
 def _to_meta(module: Any) -> None:
@@ -106,8 +92,10 @@ def _build(name: str, resolution: int, batch: int, device: str, checkpoint: str 
 def _prepare(method: Any, cfg: Any, name: str, resolution: int, batch: int, device: str,
              checkpoint: str | None) -> tuple[Any, tuple[int, ...], str, frozenset[str]]:
     """Build, check support, prepare; returns (module, input shape, device, buffers the quantizer added)."""
+    from quantizer.methods.base import check_support
+
     module, shape = _build(name, resolution, batch, device, checkpoint)
-    _check_support(method, module, name)
+    check_support(method, module, name)
     before = {n for n, _ in module.named_buffers()}
     try:
         method.prepare(module, cfg)
@@ -131,9 +119,10 @@ def _calibrated_specs(method: Any, cfg: Any, name: str, resolution: int, checkpo
 
     from quantizer.cli import DEFAULT_CALIB_BATCHSIZE, DEFAULT_CALIB_ITER, DEFAULT_HOLDOUT_ITER
     from quantizer.data import SyntheticData
+    from quantizer.methods.base import check_support
 
     module, shape = _build(name, resolution, 1, "cpu", checkpoint)
-    _check_support(method, module, name)
+    check_support(method, module, name)
     split = SyntheticData(shape[1:], seed=cfg.seed).calibration(DEFAULT_CALIB_BATCHSIZE, DEFAULT_CALIB_ITER,
                                                                 holdout_batches=DEFAULT_HOLDOUT_ITER)
     progress(f"{cfg.method} mixed precision needs calibration: calibrating {name} on {split.calib.images} "

@@ -15,7 +15,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from archsim.errors import UsageError
 from archsim.workloads import cache as trace_cache
@@ -215,16 +215,22 @@ def load_checkpoint(module: Any, path: str | os.PathLike[str], *, model: str = "
 # ---------------------------------------------------------------------------------------------------------------
 # Tracing with the cache
 # ---------------------------------------------------------------------------------------------------------------
+def _source_digest(root: Path, names: Iterable[str]) -> str:
+    """Digest of source files under ``root`` (names and contents; a missing file counts by its name)."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode())
+        try:
+            digest.update((root / name).read_bytes())
+        except OSError:
+            pass
+    return digest.hexdigest()[:16]
+
+
 def _code_digest() -> str:
     """Digest of the trace front end's source, so a changed lowering invalidates cached traces."""
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for fname in ("extract.py", "zoo.py", "ir.py", "macs.py", "quant.py", "quantized.py"):
-        try:
-            digest.update((here / fname).read_bytes())
-        except OSError:
-            digest.update(fname.encode())
-    return digest.hexdigest()[:16]
+    return _source_digest(Path(__file__).resolve().parent,
+                          ("extract.py", "zoo.py", "ir.py", "macs.py", "quant.py", "quantized.py"))
 
 
 def _checkpoint_identity(checkpoint: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -246,11 +252,7 @@ def _quantizer_digest() -> str:
     import quantizer
 
     root = Path(quantizer.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return _source_digest(root, (str(p.relative_to(root)) for p in sorted(root.rglob("*.py"))))
 
 
 def _file_sha256(path: Path) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
 
-from archsim.errors import UsageError
+from archsim.errors import UnsupportedModelError, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +44,15 @@ class QuantConfig:
         return cls(**{**d, "options": dict(d.get("options", {}))})
 
 
+#: Methods whose scheme includes PTF + integer LayerNorm and LIS: on unless turned off (--no-ptf / --no-lis).
+PTF_LIS_BY_DEFAULT: frozenset[str] = frozenset({"p2vit"})
+
+
+def ptf_lis_flag(value: bool | None, method: str) -> bool:
+    """A --ptf / --lis choice, or the method's default when it was not given (None)."""
+    return (method in PTF_LIS_BY_DEFAULT) if value is None else bool(value)
+
+
 class Method:
     """Base class of a quantization recipe. Subclasses set ``name`` and ``families`` and implement the steps."""
 
@@ -52,7 +61,9 @@ class Method:
 
     def supports(self, model: "nn.Module") -> bool:
         """True if this recipe knows how to rewrite ``model`` (decided from its module types, not its name)."""
-        raise NotImplementedError
+        from quantizer.models import family_of
+
+        return family_of(model) in self.families
 
     def prepare(self, model: "nn.Module", cfg: QuantConfig) -> "nn.Module":
         raise NotImplementedError
@@ -71,6 +82,19 @@ class Method:
 
 
 METHODS: dict[str, type[Method]] = {}
+
+
+def check_support(method: Method, model: "nn.Module", model_name: str) -> None:
+    """One line naming the model's family, what ``method`` supports and which methods fit (e.g. trio on DeiT)."""
+    from quantizer.models import family_of
+
+    if method.supports(model):
+        return
+    family = family_of(model) or "unknown"
+    others = sorted(name for name, cls in METHODS.items() if name != method.name and family in cls.families)
+    hint = f"; methods for {family}: {', '.join(others)}" if others else ""
+    raise UnsupportedModelError(f"method {method.name!r} does not support {model_name} (family {family}; it "
+                                f"supports {', '.join(method.families) or 'nothing yet'}){hint}")
 
 
 def register_method(cls: type[Method]) -> type[Method]:

@@ -558,9 +558,6 @@ class FqVit(Method):
     name = "fqvit"
     families = ("vit", "swin")
 
-    def supports(self, model: nn.Module) -> bool:
-        return family_of(model) in self.families
-
     def recipe(self, cfg: QuantConfig) -> FqVitRecipe:
         return FqVitRecipe.from_config(cfg)
 

@@ -262,9 +262,6 @@ class P2Vit(Method):
     name = "p2vit"
     families = ("vit", "swin")
 
-    def supports(self, model: nn.Module) -> bool:
-        return family_of(model) in self.families
-
     def prepare(self, model: nn.Module, cfg: QuantConfig) -> nn.Module:
         family = family_of(model)
         if family not in self.families:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quantizer.calibrate import set_mode
-from quantizer.core.modules import QConv2d, _QWeighted
+from quantizer.core.modules import QConv2d
 from quantizer.methods.p2vit import P2VitOptions, embed_head_names, select_bits, weight_format_name, weight_layers
 from quantizer.methods.p2vit_smooth import QSmoothLinear
 

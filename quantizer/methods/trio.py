@@ -24,7 +24,6 @@ from quantizer.methods.trio_quant import (
     ActQuantizer, NonFiniteError, QConv2d, QLayer, QLinear, WeightQuantizer, fold_bn, quant_mode,
 )
 from quantizer.methods.trio_recon import ReconSettings, Unit, collect, init_act_ranges, quantile_of, reconstruct
-from quantizer.models import family_of
 
 if TYPE_CHECKING:
     from timm.models.efficientvit_mit import EfficientVit
@@ -318,9 +317,6 @@ class TrioVit(Method):
 
     name = "trio"
     families = ("efficientvit",)
-
-    def supports(self, model: nn.Module) -> bool:
-        return family_of(model) in self.families
 
     def prepare(self, model: nn.Module, cfg: QuantConfig) -> nn.Module:
         """Rewrite ``model`` in place into its fake-quantized form; every scale is a buffer (uncalibrated)."""

@@ -16,7 +16,6 @@ from torch import nn
 
 from quantizer.core.spec import QuantSpec
 from quantizer.methods.base import Method, QuantConfig
-from quantizer.models import family_of
 
 NAME = "fakelinear"
 
@@ -53,9 +52,6 @@ class FakeLinearMethod(Method):
 
     name = NAME
     families = ("vit",)
-
-    def supports(self, model: nn.Module) -> bool:
-        return family_of(model) in self.families
 
     def prepare(self, model: nn.Module, cfg: QuantConfig) -> nn.Module:
         for parent in list(model.modules()):

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from archsim.errors import UsageError
@@ -18,12 +16,9 @@ from quantizer.core.modules import QAct, QConv2d, QIntLayerNorm, QIntSoftmax, QL
 from quantizer.core.spec import collect_specs
 from quantizer.methods import QuantConfig, get_method
 from quantizer.methods.fqvit import FqVit, FqVitRecipe
+from quant_helpers import cosine, small_vit, with_trained_scale_cls
 
 BATCH = 2
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
 
 
 def images(shape: tuple[int, ...], count: int, seed: int) -> list[torch.Tensor]:
@@ -31,27 +26,7 @@ def images(shape: tuple[int, ...], count: int, seed: int) -> list[torch.Tensor]:
     return [torch.randn(*shape, generator=g) for _ in range(count)]
 
 
-def with_trained_scale_cls(model: nn.Module) -> nn.Module:
-    """Give a random-init ViT a cls token at the scale of its patch tokens, as a trained model has.
-
-    timm initializes cls_token ~ N(0, 1e-6²) and pos_embed ~ N(0, 0.02²), so the cls token enters the residual
-    stream at |x| ≈ 0.016, below one step (≈ 0.021) of the per-tensor uint8 quantizer that the patch tokens
-    (|x| ≈ 0.46, range ±2.7 for N(0, 1) images) impose; the logits read only the cls token, so any per-tensor
-    8-bit residual quantizer erases them. A trained DeiT's cls token is of the patch tokens' order.
-    """
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        model.cls_token.copy_(torch.randn(model.cls_token.shape, generator=g) * 0.5)
-    return model
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """These tests are small: one torch thread avoids OpenMP oversubscription on shared 2-core runners (3x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -147,17 +122,9 @@ def test_state_dict_round_trip(deit: tuple[nn.Module, tuple[int, ...]]) -> None:
 
 
 # --- other models ----------------------------------------------------------------------------------------------
-def small_vit(**kwargs: Any) -> nn.Module:
-    torch.manual_seed(0)
-    return VisionTransformer(img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=4, num_classes=10,
-                             **kwargs).eval()
-
-
 @pytest.mark.parametrize("variant", [{}, {"global_pool": "avg"}, {"global_pool": "avg", "class_token": False}])
 def test_small_custom_vit(variant: dict[str, Any]) -> None:
-    model = small_vit(**variant)
-    if model.cls_token is not None:
-        with_trained_scale_cls(model)
+    model = small_vit(**variant)  # with a trained-scale cls token, if it has one
     for cfg in ({}, {"ptf": True, "lis": True}):
         qmodel, cos = quantize(model, (BATCH, 3, 32, 32), **cfg)
         assert cos > 0.99
@@ -166,7 +133,7 @@ def test_small_custom_vit(variant: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("observer", ["ema", "percentile", "omse"])
 def test_activation_observers(observer: str) -> None:
-    model = with_trained_scale_cls(small_vit())
+    model = small_vit()
     qmodel, cos = quantize(model, (BATCH, 3, 32, 32), observer=observer)
     assert cos > 0.99
     assert collect_specs(qmodel)["blocks.0.qact1"].extra["observer"] == observer

@@ -3,7 +3,7 @@ timm ViT and Swin, options and errors. The mixed-precision search is tested in t
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -18,19 +18,10 @@ from quantizer.core.spec import collect_specs
 from quantizer.methods import QuantConfig, get_method
 from quantizer.methods.p2vit import P2Block, P2Vit, P2VitOptions, select_bits
 from quantizer.methods.p2vit_smooth import QSmoothLinear, pot_smoothing_factors
-from quant_helpers import images, small_vit
+from quant_helpers import cosine, images, small_vit
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def quantize(model: nn.Module, calib: int = 2, **cfg: Any) -> tuple[nn.Module, float]:
