@@ -169,7 +169,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT", help="also write the table as JSON")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     xtr, ytr, xte, yte = digits(args.seed)
     print(f"data: scikit-learn digits, {len(ytr)} train / {len(yte)} test images, {SIDE}x{SIDE} RGB, 10 classes")
     rows: list[dict[str, object]] = []

@@ -147,9 +147,23 @@ def floor_log2(x: Tensor) -> Tensor:
     return exponent.to(torch.int64) - 1
 
 
+#: IEEE-754 layouts: the integer type of the same width, mantissa bits and exponent bias.
+_FLOAT_LAYOUT = {torch.float32: (torch.int32, 23, 127), torch.float64: (torch.int64, 52, 1023)}
+
+
 def pow2(exponent: Tensor, like: Tensor | None = None) -> Tensor:
-    """2**exponent, exact, in the dtype of ``like`` (float32 by default)."""
+    """2**exponent of integer exponents, exact, in the dtype of ``like`` (float32 by default).
+
+    Within the normal range the float is assembled from its exponent field (one shift; ``torch.ldexp`` computes a
+    ``pow`` per element and was the quantizer's hottest op); subnormal, overflowing or other dtypes use ldexp.
+    """
     dtype = like.dtype if like is not None else torch.float32
+    layout = _FLOAT_LAYOUT.get(dtype)
+    if layout is not None and exponent.numel() and not exponent.is_floating_point():
+        int_dtype, mantissa_bits, bias = layout
+        lo, hi = torch.aminmax(exponent)
+        if int(lo) >= 1 - bias and int(hi) <= bias:
+            return ((exponent.to(int_dtype) + bias) << mantissa_bits).view(dtype)
     return torch.ldexp(torch.ones(exponent.shape, dtype=dtype, device=exponent.device), exponent)
 
 

@@ -16,6 +16,7 @@ from quantizer.core.modules import (
     QLinear,
     QMatMul,
     QuantFormat,
+    by_row_blocks,
     div_round_half_even,
     dyadic,
     int_exp,
@@ -361,6 +362,34 @@ def test_lis_tracks_the_float_softmax() -> None:
     ratio = r.values[large] / p[large]
     assert ratio.min() > 0.6 and ratio.max() < 1.6
     assert torch.all(p[r.codes < 0] < 2.0 ** -14)
+
+
+def test_row_blocks_change_nothing_but_the_temporaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.round(torch.randn(3, 4, 7, 9, generator=gen()) * 40) / 20
+    whole = log_int_softmax(x, 0.05).values
+    monkeypatch.setattr("quantizer.core.modules.ROW_BLOCK_ELEMENTS", 20)  # 2 rows per block, 84 rows in all
+    seen: list[int] = []
+
+    def rows(block: torch.Tensor) -> torch.Tensor:
+        seen.append(block.shape[0])
+        return log_int_softmax(block, 0.05).values
+
+    assert torch.equal(by_row_blocks(rows, x), whole)
+    assert seen == [2] * 42
+    # the module forwards use it too: LIS and the integer LayerNorm, bit for bit
+    sm, in_q = QIntSoftmax(act_format=ACT), QAct(ACT)
+    calibrate(in_q, x)
+    xq = in_q(x)
+    assert torch.equal(sm(xq, in_q), log_int_softmax(xq, in_q.scale.item()).values)
+    norm = nn.LayerNorm(9)
+    ln, ln_in, ln_out = QIntLayerNorm.from_float(norm, act_format=ACT), QAct(ACT), QAct(ACT)
+    calibrate(ln_in, x)
+    calibrate(ln_out, norm(x))
+    for m in (ln, ln_in, ln_out):
+        m.set_mode("quant")
+    xq = ln_in(x)
+    ref = int_layernorm(xq, ln_in.scale, ln_out.scale, norm.weight, norm.bias, norm.eps)
+    assert torch.equal(ln(xq, ln_in, ln_out), (ref.y_int.double() * ln_out.scale.double()).float())
 
 
 def test_qintsoftmax_switches_on_with_its_input_grid() -> None:

@@ -21,6 +21,7 @@ from quantizer.core.quantizers import (
     log2_round,
     mse_per_channel,
     pot_exponent,
+    pow2,
     quantize,
     round_scale,
 )
@@ -121,6 +122,19 @@ def test_mse_per_channel() -> None:
 # --- power-of-two scales -----------------------------------------------------------------------------------------
 def test_floor_log2_is_exact() -> None:
     assert floor_log2(t(0.3, 1.0, 0.5, 7.99, 8.0, 0.25)).tolist() == [-2, 0, -1, 2, 3, -2]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_pow2_is_exact_in_every_range(dtype: torch.dtype) -> None:
+    like = torch.empty((), dtype=dtype)
+    normal = torch.arange(-10, 11)
+    assert pow2(normal, like).tolist() == [2.0 ** e for e in range(-10, 11)]
+    # subnormals, overflow to inf and the edges of the normal range take the ldexp path: same values
+    for exponents in (torch.arange(-1100, 1100), torch.arange(-126, 128), torch.arange(-1022, 1024)):
+        ref = torch.ldexp(torch.ones(exponents.shape, dtype=dtype), exponents)
+        assert torch.equal(pow2(exponents, like), ref)
+    assert pow2(torch.tensor([[3, -2]])).dtype == torch.float32
+    assert pow2(torch.tensor([], dtype=torch.int64)).numel() == 0
 
 
 @pytest.mark.parametrize(
