@@ -84,7 +84,8 @@ def _result(cfg: ArchConfig, w: Workload, graph: TaskGraph, sim: Simulator, runn
         n_ops = sum(1 for t in graph.tasks if name in t.all_engines) + sum(
             1 for t in graph.tasks if t.requant is not None and t.requant.engine == name)
         engines[name] = EngineStat(name=name, type=ecfg.type, peak_macs_per_cycle=peak, busy_cycles=ledger.busy.get(name, 0),
-                                   macs=macs, utilization=macs / (peak * latency) if peak and latency else 0.0, ops=n_ops)
+                                   macs=macs, utilization=macs / (peak * latency) if peak and latency else 0.0, ops=n_ops,
+                                   adder_tree=isinstance(ecfg, MacArrayBase) and ecfg.adder_tree)
     components = {
         name: ComponentStat(name=name, type=_component_type(cfg, name), busy_cycles=busy,
                             read_bytes=ledger.read_bytes.get(name, 0), write_bytes=ledger.write_bytes.get(name, 0))

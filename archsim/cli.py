@@ -287,12 +287,16 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from archsim.config import load_config
+    from archsim.config.schema import MacArrayBase
 
     cfg = load_config(args.config, args.set)
-    peak = sum(e.peak_macs_per_cycle for e in cfg.engines.values())
+    peak = sum(e.peak_macs_per_cycle for e in cfg.engines.values()
+               if isinstance(e, MacArrayBase) and not e.adder_tree)
     print(f"{cfg.source}: valid ({cfg.name}, {cfg.clock_mhz:g} MHz)")
     for name, e in cfg.engines.items():
         extra = f", {e.peak_macs_per_cycle} MACs/cycle" if e.peak_macs_per_cycle else ""
+        if isinstance(e, MacArrayBase) and e.adder_tree:
+            extra += " (adder tree: not in the peak)"
         print(f"  engine {name}: {e.type}{extra}")
     for name, b in cfg.buffers.items():
         print(f"  buffer {name}: {b.capacity_kib:g} KiB, {b.bytes_per_cycle:g} B/cycle, holds {', '.join(b.holds)}")

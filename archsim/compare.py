@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from archsim.errors import UsageError
+from archsim.report.summary import mac_utilization
 from archsim.result import Result
 
 
@@ -51,12 +52,6 @@ def variants(configs: Sequence[str], overrides: Sequence[str]) -> list[Variant]:
             raise UsageError("compare: give two or more configs, or one config with --set KEY=VALUE to ablate")
         return [Variant(configs[0]), Variant(configs[0], tuple(overrides))]
     return [Variant(c, tuple(overrides)) for c in configs]
-
-
-def mac_utilization(r: Result) -> float:
-    """MACs / (peak MACs per cycle of all MAC engines x latency): how busy the whole array is."""
-    peak = sum(e.peak_macs_per_cycle for e in r.engines.values())
-    return r.total_macs / (peak * r.latency_cycles) if peak and r.latency_cycles else 0.0
 
 
 def rows(results: Sequence[tuple[Variant, Result]]) -> list[CompareRow]:

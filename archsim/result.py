@@ -68,6 +68,7 @@ class EngineStat:
     macs: int
     utilization: float  # macs / (peak_macs_per_cycle * latency_cycles); 0 for engines without MACs
     ops: int
+    adder_tree: bool = False  # adds only: outside the design's peak and achieved GOPS
 
 
 @dataclass(frozen=True, slots=True)

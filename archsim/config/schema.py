@@ -134,6 +134,9 @@ class MacArrayBase(EngineBase):
     multiplier_bits: Bits = 8  # operand width of one multiplier
     pack_weights: bool = False  # narrow weights share a multiplier: two 4-bit weights x one 8-bit activation
     multipliers_per_dsp: PosInt = 1  # FPGA DSP packing (two 8-bit products per DSP48): only for DSP counts
+    #: lanes that only add (Trio-ViT's K-sum tree): their work is still counted per engine, but they are left out
+    #: of the design's peak and achieved GOPS, as the papers count them (Trio-ViT's 819.2 GOPS is MAT + R-MAC)
+    adder_tree: bool = False
 
     @property
     def multiplier_count(self) -> int:

@@ -27,8 +27,9 @@ def _engine_lines(s: Mapping[str, Any]) -> list[str]:
     lines = [f"  {'engine':<20} {'type':<12} {'util':>7} {'busy':>7} {'ops':>6} {'MACs':>16}"]
     for name, e in engines[:MAX_ENGINES]:
         util = f"{100 * e['utilization']:.1f}%" if e["peak_macs_per_cycle"] else "-"
+        kind = f"{e['type']} (adds)" if e.get("adder_tree") else e["type"]
         lines.append(
-            f"  {name[:20]:<20} {e['type'][:12]:<12} {util:>7} {100 * e['busy_fraction']:>6.1f}% {e['ops']:>6} "
+            f"  {name[:20]:<20} {kind[:12]:<12} {util:>7} {100 * e['busy_fraction']:>6.1f}% {e['ops']:>6} "
             f"{e['macs']:>16,}"
         )
     if len(engines) > MAX_ENGINES:

@@ -1,6 +1,7 @@
 """summary.json: required keys, correct numbers, byte-stable output, host data kept apart, atomic writes."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -56,13 +57,26 @@ def test_headline_numbers(result: Result) -> None:
     assert s["energy_pj_per_inference"] == pytest.approx(s["energy_pj_total"] / 2, rel=1e-5)
     assert s["achieved_gops"] == pytest.approx(2 * 43800 / 2e-6 / 1e9)
     assert s["peak_gops"] == pytest.approx(2 * (64 + 32) * 500e6 / 1e9)
+    assert s["mac_utilization"] == pytest.approx(43800 / ((64 + 32) * 1000), rel=1e-5)
+
+
+def test_adder_trees_stay_out_of_the_peak(result: Result) -> None:
+    """An adder tree (Trio's K-sum) keeps its per-engine figures but leaves the design's peak and GOPS."""
+    tree = dataclasses.replace(result.engines["mac1"], adder_tree=True)
+    s = build_summary(dataclasses.replace(result, engines={**result.engines, "mac1": tree}))
+    mac0 = result.engines["mac0"]
+    assert s["peak_macs_per_cycle"] == 64 and s["peak_gops"] == pytest.approx(2 * 64 * 500e6 / 1e9)
+    assert s["achieved_gops"] == pytest.approx(2 * mac0.macs / 2e-6 / 1e9)
+    assert s["mac_utilization"] == pytest.approx(mac0.macs / (64 * 1000), rel=1e-5) and s["mac_utilization"] <= 1
+    assert s["total_macs"] == 43800 and s["engines"]["mac1"]["adder_tree"] is True
+    assert s["engines"]["mac1"]["utilization"] == round_sig(tree.utilization)
 
 
 def test_engines_components_ops_and_metadata(result: Result) -> None:
     s = build_summary(result)
     assert s["engines"]["mac0"] == {
         "type": "mat", "peak_macs_per_cycle": 64, "busy_cycles": 650, "busy_fraction": 0.65,
-        "utilization": round_sig(35600 / 64000), "macs": 35600, "ops": 4,
+        "utilization": round_sig(35600 / 64000), "macs": 35600, "ops": 4, "adder_tree": False,
     }
     assert s["engines"]["nl0"]["utilization"] == 0.0 and s["engines"]["nl0"]["macs"] == 0
     assert s["components"]["dram"]["read_bytes"] == result.dram_read_bytes
