@@ -16,8 +16,7 @@ def test_quick_benchmark_prints_accuracies(tmp_path) -> None:
     pytest.importorskip("sklearn")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quant_accuracy.py"), "--quick"],
                           capture_output=True, text=True, timeout=600, cwd=ROOT,
-                          # one thread: the other pytest worker has the second core
-                          env={**os.environ, "ARCHSIM_CACHE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "ARCHSIM_CACHE_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     assert len(re.findall(r"float top-1 \d+\.\d\d%", proc.stdout)) == 2
     for label in ("FQ-ViT W8A8", "P2-ViT W8A8", "P2-ViT mixed", "Trio-ViT W8A8"):
