@@ -6,6 +6,7 @@ import argparse
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -153,17 +154,10 @@ def _quant_request(args: argparse.Namespace, section: Quant | None) -> QuantRequ
                              "the config)")
         return None
     method = args.quant or base.method  # type: ignore[union-attr]
-    keep = base if base is not None and base.method == method else None
-    return QuantRequest(
-        method=method,
-        w_bits=w_bits if w_bits is not None else (keep.w_bits if keep else 8),
-        a_bits=a_bits if a_bits is not None else (keep.a_bits if keep else 8),
-        observer=keep.observer if keep else "minmax",
-        ptf=keep.ptf if keep else None,
-        lis=keep.lis if keep else None,
-        mixed=keep.mixed if keep else False,
-        options=dict(keep.options) if keep else {},
-    )
+    request = (QuantRequest.from_section(base) if base is not None and base.method == method else None) or \
+        QuantRequest(method=method)
+    return replace(request, w_bits=request.w_bits if w_bits is None else w_bits,
+                   a_bits=request.a_bits if a_bits is None else a_bits)
 
 
 def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bias_bits: int, scale_kind: str,

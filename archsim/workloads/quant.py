@@ -23,12 +23,16 @@ What :func:`apply_specs` records (docs/architecture.md, "Quantized traces"):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable, Mapping, get_args
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, get_args
 
 from archsim.config.schema import QuantMethod
 from archsim.errors import UsageError
 from archsim.workloads.ir import MAC_KINDS, Op, Tensor, Workload
 from quantizer.methods.base import ptf_lis_flag
+
+if TYPE_CHECKING:
+    from archsim.config.load import ArchConfig
+    from archsim.config.schema import Quant
 
 __all__ = ["QUANT_METHODS", "QuantRequest", "apply_specs", "owner_of", "with_scale_kind"]
 
@@ -66,6 +70,19 @@ class QuantRequest:
                 raise UsageError(f"{what} must be an integer from 2 to 8, got {bits!r}")
         for flag in ("ptf", "lis"):  # None: the method's default, as in `quantizer eval`
             object.__setattr__(self, flag, ptf_lis_flag(getattr(self, flag), self.method))
+
+    @classmethod
+    def from_section(cls, section: Quant | None) -> QuantRequest | None:
+        """What a config's ``quant:`` section asks for; None without one or with ``method: none``."""
+        if section is None or not section.enabled:
+            return None
+        return cls(method=section.method, w_bits=section.w_bits, a_bits=section.a_bits, observer=section.observer,
+                   ptf=section.ptf, lis=section.lis, mixed=section.mixed, options=dict(section.options))
+
+    @classmethod
+    def from_config(cls, cfg: ArchConfig) -> QuantRequest | None:
+        """The quantizer ``archsim run CONFIG --model M`` applies before tracing (the config's ``quant:``)."""
+        return cls.from_section(cfg.raw.quant)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -11,7 +11,7 @@ from archsim.mapping.schedule import build_taskgraph
 from archsim.workloads.ir import Op, Tensor, Workload, make_workload
 from archsim.workloads.macs import count_macs
 from archsim.workloads.quant import QuantRequest, apply_specs, owner_of, with_scale_kind
-from helpers import mlp
+from helpers import GENERIC, P2VIT, P2VIT_FP, TRIO, mlp
 
 
 def spec(kind: str, *, act: int = 8, out: int = 8, w: int | None = None, scale: str = "float",
@@ -156,3 +156,27 @@ def test_ptf_and_lis_default_to_the_methods_recipe() -> None:
     assert (p2.ptf, p2.lis) == (True, True)
     assert (QuantRequest("fqvit").ptf, QuantRequest("fqvit").lis) == (False, False)
     assert QuantRequest("p2vit", lis=False).lis is False
+
+
+def test_a_configs_quant_section_becomes_the_request_the_cli_makes() -> None:
+    """The Python API gets from a config the same quantizer `archsim run CONFIG --model M` applies."""
+    import argparse
+
+    from archsim.cli import _quant_request
+    from archsim.config import load_config
+
+    no_flags = argparse.Namespace(quantized=None, quant=None, w_bits=None, a_bits=None)
+    for path in (TRIO, P2VIT, P2VIT_FP, GENERIC):
+        cfg = load_config(path)
+        assert QuantRequest.from_config(cfg) == _quant_request(no_flags, cfg.raw.quant)
+    assert QuantRequest.from_config(load_config(GENERIC)) is None
+    assert QuantRequest.from_config(load_config(GENERIC, ["quant.method=none"])) is None
+    fp = QuantRequest.from_config(load_config(P2VIT_FP))
+    assert fp is not None and (fp.method, fp.ptf, fp.lis) == ("p2vit", True, True)
+    assert dict(fp.options) == {"scale_rounding": "float"}
+    w4 = _quant_request(argparse.Namespace(quantized=None, quant=None, w_bits=4, a_bits=None),
+                        load_config(P2VIT_FP).raw.quant)
+    assert (w4.w_bits, w4.a_bits, dict(w4.options)) == (4, 8, {"scale_rounding": "float"})
+    other = _quant_request(argparse.Namespace(quantized=None, quant="fqvit", w_bits=None, a_bits=None),
+                           load_config(P2VIT_FP).raw.quant)
+    assert other == QuantRequest("fqvit")  # another method does not inherit p2vit's settings
