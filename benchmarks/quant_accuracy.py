@@ -28,7 +28,7 @@ from torch import nn
 
 SIDE = 32  # digits are upsampled from 8x8 to 32x32
 #: Torch threads for training and evaluation. Parallel float reductions round differently with the thread count, so
-#: the trained weights (and the table) would change with the machine's cores; one thread makes every run the same.
+#: the trained weights (and the table) would change with the machine's cores; one thread makes them independent of it.
 THREADS = 1
 
 
