@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -14,6 +15,7 @@ from archsim.errors import ArchsimError, UnsupportedModelError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from archsim.config.schema import Quant
+    from archsim.workloads.ir import Workload
     from archsim.workloads.quant import QuantRequest
 
 DESCRIPTION = """\
@@ -136,9 +138,12 @@ def _quant_bits(value: int | None, flag: str) -> int | None:
 
 def _quant_request(args: argparse.Namespace, section: Quant | None) -> QuantRequest | None:
     """The quantizer to run before tracing: ``--quantized``, else ``--quant``/``--w-bits``/``--a-bits`` over the
-    config's ``quant:`` section (its other keys carry over when ``--quant`` names the same method), else none."""
+    config's ``quant:`` section (its other keys carry over when ``--quant`` names the same method), else none.
+    None too without --model or --quantized: a saved trace or workload is already what it is."""
     from archsim.workloads.quant import QUANT_METHODS, QuantRequest
 
+    if not (args.model or args.quantized):
+        return None
     w_bits, a_bits = _quant_bits(args.w_bits, "--w-bits"), _quant_bits(args.a_bits, "--a-bits")
     bits_given = w_bits is not None or a_bits is not None
     if args.quantized:
@@ -197,7 +202,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_workload_args(args)
     cfg = load_config(args.config, args.set)
     d = cfg.raw.defaults
-    quant = _quant_request(args, cfg.raw.quant) if args.model or args.quantized else None
+    quant = _quant_request(args, cfg.raw.quant)
     # the bar shows on a terminal only (disable=None), so logs and pipes stay clean
     with tqdm(total=4, desc="trace", unit="stage", file=sys.stderr, disable=True if args.quiet else None,
               leave=False) as bar:
@@ -235,11 +240,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     plan = variants(args.configs, args.set)
     cfgs = [load_config(v.config, v.overrides) for v in plan]  # every config is checked before anything runs
     results = []
+    workloads: dict[str, Workload] = {}  # an ablation's variants share one workload: load it once
     for v, cfg in zip(plan, cfgs):
         d = cfg.raw.defaults
-        quant = _quant_request(args, cfg.raw.quant) if args.model or args.quantized else None
-        workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant, v.config)
-        results.append((v, run_stages(cfg, workload)))
+        quant = _quant_request(args, cfg.raw.quant)
+        key = json.dumps([d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant and quant.to_dict()])
+        if key not in workloads:
+            workloads[key] = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant,
+                                            v.config)
+        results.append((v, run_stages(cfg, workloads[key])))
     model = str(results[0][1].model)
     out = Path(args.out) if args.out else Path("reports") / f"compare-{_slug(model)}"
     _make_folder(out, "--out")
@@ -265,7 +274,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
         bits = (d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind)
     else:
         bits = (8, 8, 32, "none")
-    quant = _quant_request(args, section) if args.model or args.quantized else None
+    quant = _quant_request(args, section)
     w = _load_workload(args, *bits, quant=quant, config=args.config)
     _make_folder(Path(args.out).parent, "--out")
     try:

@@ -65,6 +65,20 @@ class Method:
 
         return family_of(model) in self.families
 
+    def check_supported(self, model: "nn.Module") -> None:
+        """UsageError unless this recipe can rewrite ``model`` (the CLIs say more: :func:`check_support`)."""
+        if not self.supports(model):
+            raise UsageError(f"method {self.name!r} does not support this model (it supports: "
+                             f"{', '.join(self.families)})")
+
+    @staticmethod
+    def check_not_quantized(model: "nn.Module") -> None:
+        """UsageError if ``model`` already holds fake-quant modules: a recipe prepares float models only."""
+        from quantizer.calibrate import quant_modules
+
+        if any(True for _ in quant_modules(model)):
+            raise UsageError("this model is already quantized: prepare a float model")
+
     def prepare(self, model: "nn.Module", cfg: QuantConfig) -> "nn.Module":
         raise NotImplementedError
 
@@ -74,9 +88,7 @@ class Method:
 
     def quantize(self, model: "nn.Module", calib: Sequence["torch.Tensor"], cfg: QuantConfig,
                  holdout: Sequence["torch.Tensor"] = ()) -> "nn.Module":
-        if not self.supports(model):
-            raise UsageError(f"method {self.name!r} does not support this model (it supports: "
-                             f"{', '.join(self.families)})")
+        self.check_supported(model)
         self.prepare(model, cfg)
         return self.calibrate(model, calib, cfg, holdout)
 

@@ -40,7 +40,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 
 from archsim.errors import UsageError
-from quantizer.calibrate import calibrate_model, quant_modules
+from quantizer.calibrate import calibrate_model
 from quantizer.core.bits import BitType, check_bits
 from quantizer.core.modules import QAct, QConv2d, QIntLayerNorm, QIntSoftmax, QLinear, QMatMul, QuantFormat
 from quantizer.core.quantizers import Conventions, Log2Rule
@@ -562,11 +562,9 @@ class FqVit(Method):
         return FqVitRecipe.from_config(cfg)
 
     def prepare(self, model: nn.Module, cfg: QuantConfig) -> nn.Module:
+        self.check_supported(model)
+        self.check_not_quantized(model)
         family = family_of(model)
-        if family not in self.families:
-            raise UsageError(f"fqvit supports {', '.join(self.families)} models, got {type(model).__name__}")
-        if any(True for _ in quant_modules(model)):
-            raise UsageError("this model is already quantized: prepare a float model")
         recipe = self.recipe(cfg)
         if family == "vit":
             prepare_vit(model, recipe)  # type: ignore[arg-type]

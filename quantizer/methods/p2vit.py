@@ -50,7 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from archsim.errors import UsageError
-from quantizer.calibrate import calibrate_model, quant_modules, set_mode
+from quantizer.calibrate import calibrate_model, set_mode
 from quantizer.core.bits import BitType, check_bits
 from quantizer.core.modules import QAct, QIntLayerNorm, QLinear, QuantFormat, _QWeighted
 from quantizer.core.quantizers import Conventions, Log2Rule, ScaleRounding
@@ -263,11 +263,9 @@ class P2Vit(Method):
     families = ("vit", "swin")
 
     def prepare(self, model: nn.Module, cfg: QuantConfig) -> nn.Module:
+        self.check_supported(model)
+        self.check_not_quantized(model)
         family = family_of(model)
-        if family not in self.families:
-            raise UsageError(f"p2vit supports {', '.join(self.families)} models, got {type(model).__name__}")
-        if any(True for _ in quant_modules(model)):
-            raise UsageError("this model is already quantized: prepare a float model")
         opts = P2VitOptions.from_config(cfg)
         recipe = build_recipe(cfg, opts)
         if family == "vit":

@@ -324,8 +324,7 @@ class TrioVit(Method):
             raise UsageError(f"trio got a config for method {cfg.method!r}")
         if cfg.ptf or cfg.lis or cfg.mixed:
             raise UsageError("trio does not use ptf, lis or mixed precision (FQ-ViT/P2-ViT features)")
-        if not self.supports(model):
-            raise UsageError(f"method 'trio' does not support this model (it supports: {', '.join(self.families)})")
+        self.check_supported(model)
         if _layers(model):
             raise UsageError("this model is already prepared for quantization")
         opts = TrioOptions.from_config(cfg)

@@ -165,7 +165,7 @@ def test_a_configs_quant_section_becomes_the_request_the_cli_makes() -> None:
     from archsim.cli import _quant_request
     from archsim.config import load_config
 
-    no_flags = argparse.Namespace(quantized=None, quant=None, w_bits=None, a_bits=None)
+    no_flags = argparse.Namespace(model="m", quantized=None, quant=None, w_bits=None, a_bits=None)
     for path in (TRIO, P2VIT, P2VIT_FP, GENERIC):
         cfg = load_config(path)
         assert QuantRequest.from_config(cfg) == _quant_request(no_flags, cfg.raw.quant)
@@ -174,9 +174,9 @@ def test_a_configs_quant_section_becomes_the_request_the_cli_makes() -> None:
     fp = QuantRequest.from_config(load_config(P2VIT_FP))
     assert fp is not None and (fp.method, fp.ptf, fp.lis) == ("p2vit", True, True)
     assert dict(fp.options) == {"scale_rounding": "float"}
-    w4 = _quant_request(argparse.Namespace(quantized=None, quant=None, w_bits=4, a_bits=None),
+    w4 = _quant_request(argparse.Namespace(model="m", quantized=None, quant=None, w_bits=4, a_bits=None),
                         load_config(P2VIT_FP).raw.quant)
     assert (w4.w_bits, w4.a_bits, dict(w4.options)) == (4, 8, {"scale_rounding": "float"})
-    other = _quant_request(argparse.Namespace(quantized=None, quant="fqvit", w_bits=None, a_bits=None),
+    other = _quant_request(argparse.Namespace(model="m", quantized=None, quant="fqvit", w_bits=None, a_bits=None),
                            load_config(P2VIT_FP).raw.quant)
     assert other == QuantRequest("fqvit")  # another method does not inherit p2vit's settings
