@@ -1,0 +1,56 @@
+"""The shipped configs keep their figures: cycles, energy and DRAM traffic pinned on two models.
+
+The figures in tests/data/pinned/figures.json were recorded before the open-architecture refactor (engine kinds,
+policies and op kinds as registered objects); any change to the simulator's numbers must be deliberate and update
+them. The fast test simulates the saved traces; the slow one traces the models afresh through ``archsim run``, so
+trace extraction and the quantizer bridge are held too.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from archsim import load_config, simulate
+from archsim.workloads.ir import Workload
+from helpers import ROOT
+
+PINNED = Path(__file__).parent / "data" / "pinned"
+FIGURES: dict[str, dict] = json.loads((PINNED / "figures.json").read_text())
+
+
+def _trace(name: str) -> Workload:
+    return Workload.from_dict(json.loads(gzip.decompress((PINNED / name).read_bytes())), source=name)
+
+
+@pytest.mark.parametrize("key", sorted(FIGURES))
+def test_saved_trace_gives_the_pinned_figures(key: str) -> None:
+    pin = FIGURES[key]
+    result = simulate(load_config(ROOT / pin["config"]), _trace(pin["trace"]))
+    assert result.latency_cycles == pin["latency_cycles"]
+    assert result.total_macs == pin["total_macs"]
+    assert result.dram_read_bytes == pin["dram_read_bytes"]
+    assert result.dram_write_bytes == pin["dram_write_bytes"]
+    # energy is a float sum of many charges: only the order of additions may move its last bits
+    assert result.energy_pj_total == pytest.approx(pin["energy_pj_total"], rel=1e-12, abs=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", sorted(FIGURES))
+def test_archsim_run_gives_the_pinned_figures(key: str, tmp_path: Path) -> None:
+    from archsim.cli import main
+    from archsim.report.summary import round_sig
+
+    pin = FIGURES[key]
+    args = ["run", str(ROOT / pin["config"]), "--model", pin["model"], "--quiet", "--out", str(tmp_path)]
+    if pin["quant"] == "defaults":
+        args += ["--quant", "none"]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["latency_cycles"] == pin["latency_cycles"]
+    assert summary["total_macs"] == pin["total_macs"]
+    assert summary["dram_read_bytes"] == pin["dram_read_bytes"]
+    assert summary["dram_write_bytes"] == pin["dram_write_bytes"]
+    assert summary["energy_pj_total"] == round_sig(pin["energy_pj_total"])
