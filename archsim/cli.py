@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from archsim.errors import ArchsimError, UnsupportedModelError, UsageError
+from archsim.workloads.bridge import QuantizerError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from archsim.config.schema import Quant
+    from archsim.workloads.bridge import QuantConfig
     from archsim.workloads.ir import Workload
-    from archsim.workloads.quant import QuantRequest
 
 DESCRIPTION = """\
 archsim: an event-driven, TLM-style simulator of accelerators for quantized Vision Transformers.
@@ -50,8 +50,9 @@ def _add_workload_args(p: argparse.ArgumentParser, required: bool = True) -> Non
     m.add_argument("--checkpoint", metavar="PATH", help="load weights from a local state dict instead of random ones")
     m.add_argument("--no-cache", action="store_true", help="re-trace even if a cached trace exists")
     q = p.add_argument_group("quantization (with --model; default: the config's quant: section)")
-    q.add_argument("--quant", metavar="METHOD", help="quantize the model first: fqvit, p2vit, trio, or none for the "
-                   "float model with the config's defaults: bit widths")
+    q.add_argument("--quant", metavar="METHOD", help="quantize the model first with a registered method (fqvit, "
+                   "p2vit, trio, or a plugin's; see `archsim list methods`), or none for the float model with the "
+                   "config's defaults: bit widths")
     q.add_argument("--w-bits", type=int, metavar="N", help="weight bits of the quantizer, 2 to 8 (default: 8)")
     q.add_argument("--a-bits", type=int, metavar="N", help="activation bits of the quantizer, 2 to 8 (default: 8)")
     q.add_argument("--quantized", metavar="FILE.pt", help="a model saved by `quantizer save`: its method, bits and "
@@ -98,8 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config", metavar="CONFIG.yaml")
     val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
-    sub.add_parser("list", help="list zoo models, engine types and op kinds",
-                   description="List the models of the zoo, the engine types configs may use, and the IR op kinds.")
+    lst = sub.add_parser("list", help="list what is registered: models, engines, policies, ops, methods",
+                         description="List the registered zoo models, engine types, mapping policies, op kinds and "
+                         "quantization methods, each with where it came from (archsim, quantizer, or a plugin).")
+    lst.add_argument("what", nargs="?", choices=LISTINGS, help="one listing only (default: all)")
     return parser
 
 
@@ -130,43 +133,38 @@ def _check_workload_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--resolution must be a positive integer, got {args.resolution}")
 
 
-def _quant_bits(value: int | None, flag: str) -> int | None:
-    if value is not None and not 2 <= value <= 8:
-        raise UsageError(f"{flag} must be an integer from 2 to 8, got {value}")
-    return value
-
-
-def _quant_request(args: argparse.Namespace, section: Quant | None) -> QuantRequest | None:
-    """The quantizer to run before tracing: ``--quantized``, else ``--quant``/``--w-bits``/``--a-bits`` over the
-    config's ``quant:`` section (its other keys carry over when ``--quant`` names the same method), else none.
-    None too without --model or --quantized: a saved trace or workload is already what it is."""
-    from archsim.workloads.quant import QUANT_METHODS, QuantRequest
+def _quant_config(args: argparse.Namespace, section: QuantConfig | None) -> QuantConfig | None:
+    """The quantizer to run before tracing: ``--quant``/``--w-bits``/``--a-bits`` over the config's ``quant:``
+    section (``section``; its other keys carry over when ``--quant`` names the same method), else none. None too
+    with ``--quantized`` (the saved file decides; see :func:`_load_workload`) and without --model: a saved trace or
+    workload is already what it is."""
+    from archsim.workloads import bridge
 
     if not (args.model or args.quantized):
         return None
-    w_bits, a_bits = _quant_bits(args.w_bits, "--w-bits"), _quant_bits(args.a_bits, "--a-bits")
+    w_bits = None if args.w_bits is None else bridge.check_bits(args.w_bits, "--w-bits")
+    a_bits = None if args.a_bits is None else bridge.check_bits(args.a_bits, "--a-bits")
     bits_given = w_bits is not None or a_bits is not None
     if args.quantized:
         if args.quant or bits_given:
             raise UsageError("--quantized fixes the method and the bit widths; drop --quant, --w-bits and --a-bits")
-        return QuantRequest(method="", quantized=args.quantized)
-    if args.quant is not None and args.quant not in (*QUANT_METHODS, "none"):
-        raise UsageError(f"--quant: unknown method {args.quant!r} (known: {', '.join(QUANT_METHODS)}, or none)")
-    base = section if section is not None and section.enabled else None
-    if args.quant == "none" or (args.quant is None and base is None):
+        return None
+    if args.quant is not None and args.quant != "none" and args.quant not in bridge.method_names():
+        raise UsageError(f"--quant: unknown method {args.quant!r} (known: {', '.join(bridge.method_names())}, "
+                         "or none)")
+    if args.quant == "none" or (args.quant is None and section is None):
         if bits_given:
             raise UsageError("--w-bits and --a-bits need a quantizer: add --quant METHOD (or a quant: section to "
                              "the config)")
         return None
-    method = args.quant or base.method  # type: ignore[union-attr]
-    request = (QuantRequest.from_section(base) if base is not None and base.method == method else None) or \
-        QuantRequest(method=method)
-    return replace(request, w_bits=request.w_bits if w_bits is None else w_bits,
-                   a_bits=request.a_bits if a_bits is None else a_bits)
+    method = args.quant or section.method  # type: ignore[union-attr]
+    base = section if section is not None and section.method == method else bridge.quant_config(method)
+    return replace(base, w_bits=base.w_bits if w_bits is None else w_bits,
+                   a_bits=base.a_bits if a_bits is None else a_bits)
 
 
 def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bias_bits: int, scale_kind: str,
-                   quant: QuantRequest | None = None, config: str | None = None):
+                   quant: QuantConfig | None = None, config: str | None = None):
     """The workload from --workload, --trace or --model; ``config`` is the file whose ``quant:`` section chose the
     method (named in the error when that method cannot prepare the model)."""
     _check_workload_args(args)
@@ -183,7 +181,8 @@ def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bi
     try:
         return trace_model(args.model, resolution=args.resolution, batch=args.batch, act_bits=act_bits,
                            weight_bits=weight_bits, bias_bits=bias_bits, scale_kind=scale_kind,
-                           checkpoint=args.checkpoint, cache=not args.no_cache, quant=quant)
+                           checkpoint=args.checkpoint, cache=not args.no_cache, quant=quant,
+                           quantized=args.quantized)
     except UnsupportedModelError as exc:
         if config is None or args.quant is not None or args.quantized:
             raise
@@ -201,8 +200,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     _check_workload_args(args)
     cfg = load_config(args.config, args.set)
-    d = cfg.raw.defaults
-    quant = _quant_request(args, cfg.raw.quant)
+    d = cfg.defaults
+    quant = _quant_config(args, cfg.quant)
     # the bar shows on a terminal only (disable=None), so logs and pipes stay clean
     with tqdm(total=4, desc="trace", unit="stage", file=sys.stderr, disable=True if args.quiet else None,
               leave=False) as bar:
@@ -242,8 +241,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     results = []
     workloads: dict[str, Workload] = {}  # an ablation's variants share one workload: load it once
     for v, cfg in zip(plan, cfgs):
-        d = cfg.raw.defaults
-        quant = _quant_request(args, cfg.raw.quant)
+        d = cfg.defaults
+        quant = _quant_config(args, cfg.quant)
         key = json.dumps([d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant and quant.to_dict()])
         if key not in workloads:
             workloads[key] = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant,
@@ -269,12 +268,12 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     _check_workload_args(args)
     section = None
     if args.config:
-        raw = load_config(args.config).raw
-        d, section = raw.defaults, raw.quant
-        bits = (d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind)
+        loaded = load_config(args.config)
+        d, section = loaded.defaults, loaded.quant
+        bits: tuple[int, int, int, str] = (d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind)
     else:
         bits = (8, 8, 32, "none")
-    quant = _quant_request(args, section)
+    quant = _quant_config(args, section)
     w = _load_workload(args, *bits, quant=quant, config=args.config)
     _make_folder(Path(args.out).parent, "--out")
     try:
@@ -290,38 +289,57 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from archsim.config import load_config
-    from archsim.config.schema import MacArrayBase
+    from archsim.hardware.kind import design_peak_macs, kind_of
 
     cfg = load_config(args.config, args.set)
-    peak = sum(e.peak_macs_per_cycle for e in cfg.engines.values()
-               if isinstance(e, MacArrayBase) and not e.adder_tree)
+    peak = design_peak_macs(cfg.engines)
     print(f"{cfg.source}: valid ({cfg.name}, {cfg.clock_mhz:g} MHz)")
     for name, e in cfg.engines.items():
-        extra = f", {e.peak_macs_per_cycle} MACs/cycle" if e.peak_macs_per_cycle else ""
-        if isinstance(e, MacArrayBase) and e.adder_tree:
-            extra += " (adder tree: not in the peak)"
-        print(f"  engine {name}: {e.type}{extra}")
+        print(f"  engine {name}: {kind_of(e).summary(e)}")
     for name, b in cfg.buffers.items():
         print(f"  buffer {name}: {b.capacity_kib:g} KiB, {b.bytes_per_cycle:g} B/cycle, holds {', '.join(b.holds)}")
-    dram = cfg.raw.dram
+    dram = cfg.dram
     print(f"  dram: {dram.type}, {dram.channels} x {dram.bandwidth_gbps:g} GB/s")
+    print(f"  mapping policy: {cfg.mapping.policy}")
     print(f"  peak: {peak} MACs/cycle = {2 * peak * cfg.clock_mhz / 1e3:g} GOPS")
     return 0
 
 
-def _cmd_list(_: argparse.Namespace) -> int:
-    from archsim.components.registry import known_types
-    from archsim.workloads.ir import OP_KINDS
+#: What `archsim list` can show, in its default order.
+LISTINGS = ("models", "engines", "policies", "ops", "methods")
 
-    try:
-        from archsim.workloads.zoo import list_models
 
-        models = ", ".join(list_models())
-    except ImportError as exc:  # torch or timm missing
-        models = f"(unavailable: {exc})"
-    print(f"models: {models}")
-    print(f"engine types: {', '.join(known_types())}")
-    print(f"op kinds: {', '.join(sorted(OP_KINDS))}")
+def _listing(what: str) -> list[tuple[str, str, str]]:
+    """(name, origin, description) of every registered entry of one kind."""
+    from archsim.hardware.kind import ENGINE_KINDS
+    from archsim.mapping.policy import POLICIES
+    from archsim.workloads.kinds import OP_KINDS
+
+    if what == "engines":
+        return [(e.name, e.origin, e.value.description) for e in ENGINE_KINDS.entries()]
+    if what == "policies":
+        return [(e.name, e.origin, e.value.description) for e in POLICIES.entries()]
+    if what == "ops":
+        return [(e.name, e.origin, f"{e.value.category}: {e.value.description}") for e in OP_KINDS.entries()]
+    if what == "models":
+        from archsim.workloads import zoo
+
+        return [(n, zoo.model_spec(n).origin, zoo.model_spec(n).description) for n in zoo.list_models()]
+    from archsim.workloads import bridge
+
+    return [(n, bridge.method_origin(n), bridge.method_description(n)) for n in bridge.method_names()]
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from archsim.registry import load_plugins
+
+    load_plugins()
+    for what in ([args.what] if args.what else LISTINGS):
+        rows = _listing(what)
+        print(f"{what}:")
+        width = max((len(name) for name, _, _ in rows), default=0)
+        for name, origin, description in rows:
+            print(f"  {name:<{width}}  [{origin}]  {description}".rstrip())
     return 0
 
 
@@ -346,8 +364,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        from archsim.registry import load_plugins
+
+        load_plugins()  # built-ins, then every installed plugin: its models, engines and methods are usable below
         return COMMANDS[args.command](args)
     except ArchsimError as exc:
+        print(f"archsim: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except QuantizerError as exc:  # reached archsim untranslated: the same one-line form
         print(f"archsim: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Sequence
 
 from archsim.errors import UsageError
-from archsim.report.summary import mac_utilization
 from archsim.result import Result
 
 
@@ -63,7 +62,7 @@ def rows(results: Sequence[tuple[Variant, Result]]) -> list[CompareRow]:
     for v, r in results:
         out.append(CompareRow(
             label=v.label, config=r.config, latency_cycles=r.latency_cycles, clock_mhz=r.clock_mhz,
-            latency_ms=r.latency_ms, fps=r.fps, energy_uj=r.energy_pj_total / 1e6, mac_utilization=mac_utilization(r),
+            latency_ms=r.latency_ms, fps=r.fps, energy_uj=r.energy_pj_total / 1e6, mac_utilization=r.mac_utilization,
             dram_mb=(r.dram_read_bytes + r.dram_write_bytes) / 1e6,
             speedup=base.latency_ms / r.latency_ms if r.latency_ms else 0.0,
             energy_ratio=r.energy_pj_total / base.energy_pj_total if base.energy_pj_total else 0.0,

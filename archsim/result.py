@@ -8,22 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A busy interval of one component, in accelerator cycles [start, end).
-
-    ``category`` says what kind of work it is: compute, dram_read, dram_write, buffer_read, buffer_write, noc,
-    nonlinear, requant. ``op`` is the op it serves; ``tile`` the tile index within that op.
-    """
-
-    component: str
-    start: int
-    end: int
-    op: str
-    category: str
-    tile: int = 0
-    nbytes: int = 0
+from archsim.kernel.ledger import Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +109,31 @@ class Result:
     @property
     def unmodelled_ops(self) -> tuple[OpRecord, ...]:
         return tuple(r for r in self.ops if r.status == "unmodelled")
+
+    # ---- derived throughput metrics: over the engines of the design's peak (adder trees left out) -----------------
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        """Sum of the peak MAC rates of the engines that count toward the design's peak."""
+        return sum(s.peak_macs_per_cycle for s in self.engines.values() if s.peak_macs_per_cycle and not s.adder_tree)
+
+    @property
+    def multiply_macs(self) -> int:
+        """MACs done on the engines of the peak (adder-tree additions left out)."""
+        return sum(s.macs for s in self.engines.values() if s.peak_macs_per_cycle and not s.adder_tree)
+
+    @property
+    def mac_utilization(self) -> float:
+        """MACs done / (peak MACs per cycle x latency): how busy the arrays are, in [0, 1]."""
+        denominator = self.peak_macs_per_cycle * self.latency_cycles
+        return self.multiply_macs / denominator if denominator else 0.0
+
+    @property
+    def achieved_gops(self) -> float:
+        """Achieved throughput of the engines of the peak in GOPS, one MAC counting as two operations."""
+        seconds = self.latency_ms / 1e3
+        return 2.0 * self.multiply_macs / seconds / 1e9 if seconds else 0.0
+
+    @property
+    def peak_gops(self) -> float:
+        """Peak throughput of the engines of the peak in GOPS at the run's clock."""
+        return 2.0 * self.peak_macs_per_cycle * self.clock_mhz * 1e6 / 1e9

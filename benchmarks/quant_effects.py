@@ -25,8 +25,9 @@ from archsim import load_config, simulate
 from archsim.config.load import ArchConfig
 from archsim.errors import UsageError
 from archsim.result import Result
+from archsim.workloads.bridge import quant_config
 from archsim.workloads.ir import MAC_KINDS, Workload
-from archsim.workloads.quant import QuantRequest, with_scale_kind
+from archsim.workloads.quant import with_scale_kind
 from archsim.workloads.zoo import trace_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +54,8 @@ def packed(cfg_path: Path) -> ArchConfig:
 def variants(case: Case) -> list[tuple[str, Callable[[], tuple[ArchConfig, Workload]]]]:
     path = ROOT / "arch_configs" / case.config
     cfg = load_config(path)
-    w8 = trace_model(case.model, quant=QuantRequest(case.method, w_bits=8))
-    w4 = trace_model(case.model, quant=QuantRequest(case.method, w_bits=4))
+    w8 = trace_model(case.model, quant=quant_config(case.method, w_bits=8))
+    w4 = trace_model(case.model, quant=quant_config(case.method, w_bits=4))
     own = sorted({op.scale_kind for op in w8.ops if op.kind in MAC_KINDS})
     flip = "pot" if own == ["float"] else "float"
     rows: list[tuple[str, Callable[[], tuple[ArchConfig, Workload]]]] = [
@@ -65,7 +66,7 @@ def variants(case: Case) -> list[tuple[str, Callable[[], tuple[ArchConfig, Workl
     ]
     if case.alternative:
         try:
-            alt = trace_model(case.model, quant=QuantRequest(case.alternative, w_bits=8))
+            alt = trace_model(case.model, quant=quant_config(case.alternative, w_bits=8))
         except UsageError as exc:
             print(f"({case.alternative} skipped: {exc})")
         else:

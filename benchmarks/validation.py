@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from archsim.cli import main as archsim  # noqa: E402
 from archsim.config import load_config  # noqa: E402
-from archsim.config.schema import MacArrayBase  # noqa: E402
+from archsim.hardware.kind import kind_of  # noqa: E402
 
 TRIO, P2VIT, P2VIT_FP = (ROOT / "arch_configs" / f"{n}.yaml" for n in ("trio", "p2vit", "p2vit_fp"))
 
@@ -40,8 +40,8 @@ def run(config: Path, model: str, overrides: tuple[str, ...] = ()) -> dict:
     cfg = load_config(config, overrides)
     # the bound of the arrays in the peak (adder trees such as Trio's K-sum work beside them)
     array_macs = sum(e["macs"] for e in summary["engines"].values() if e["peak_macs_per_cycle"] and not e["adder_tree"])
-    dsps = sum(e.dsps for e in cfg.engines.values() if isinstance(e, MacArrayBase) and e.multipliers_per_dsp > 1)
-    dram = cfg.raw.dram
+    dsps = sum(kind_of(e).resources(e).get("dsps", 0) for e in cfg.engines.values())
+    dram = cfg.dram
     summary["compute_bound_cycles"] = -(-array_macs // summary["peak_macs_per_cycle"])
     summary["dram_bound_cycles"] = -(-(summary["dram_read_bytes"] + summary["dram_write_bytes"]) * cfg.clock_mhz * 1e6
                                      // (dram.bandwidth_gbps * 1e9 * dram.channels))

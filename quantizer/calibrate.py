@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.modules import MODES, Mode, QuantModule, UniformQuantizer
 
 

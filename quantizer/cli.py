@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from archsim.errors import ArchsimError, UsageError
+from quantizer.data import DEFAULT_CALIB_BATCHSIZE, DEFAULT_CALIB_ITER, DEFAULT_HOLDOUT_ITER
+from quantizer.errors import QuantizerError, UsageError
+from quantizer.methods.base import OBSERVERS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 DESCRIPTION = """\
 quantizer: post-training quantization of Vision Transformers (FQ-ViT, P2-ViT, Trio-ViT) on CPU.
 
-Models come from the archsim zoo with random weights unless --checkpoint gives trained ones. Without --data,
+Models come from the zoo (quantizer.zoo) with random weights unless --checkpoint gives trained ones. Without --data,
 calibration and evaluation use synthetic Gaussian images and the figures are fidelity of the quantized model to
 the float model (top-1 agreement, logits cosine, SQNR), not accuracy.
 
@@ -37,12 +39,8 @@ Typical use:
   quantizer list
 """
 
-DEFAULT_CALIB_BATCHSIZE = 32
-DEFAULT_CALIB_ITER = 4
-DEFAULT_HOLDOUT_ITER = 4
 DEFAULT_VAL_BATCHSIZE = 32
 DEFAULT_SYNTHETIC_VAL_ITER = 4
-OBSERVERS = ("minmax", "ema", "percentile", "omse")
 CALIB_SOURCES = ("train", "gaussian")
 
 
@@ -99,7 +97,7 @@ def _add_model_and_data(p: argparse.ArgumentParser) -> None:
 def _add_quant(p: argparse.ArgumentParser, method_required: bool) -> None:
     g = p.add_argument_group("quantization")
     g.add_argument("--method", required=method_required, metavar="M",
-                   help="quantization method: fqvit, p2vit or trio (see `quantizer list`)"
+                   help="a registered quantization method, e.g. fqvit, p2vit or trio (see `quantizer list`)"
                    + ("" if method_required else "; default: fqvit"))
     g.add_argument("--quant-method", choices=OBSERVERS, metavar="OBSERVER",
                    help="activation observer: minmax, ema, percentile or omse (default: minmax)")
@@ -250,7 +248,7 @@ def _prepare_out(path: str, option: str) -> Path:
 
 def _setup(args: argparse.Namespace, quant: bool) -> _Run:
     """Validate everything cheap first (bits, names, folders), then build the model and check it fits."""
-    from archsim.workloads import zoo
+    from quantizer import zoo
     from quantizer.data import ImageFolderData, SyntheticData, preprocessing_for
     from quantizer.methods.base import check_support, get_method
 
@@ -433,25 +431,24 @@ def _cmd_save(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
-    from archsim.workloads import zoo
+    from quantizer import zoo
     from quantizer.data import preprocessing_for
-    from quantizer.methods import base
+    from quantizer.methods.base import all_methods, method_description
     from quantizer.models import family_of
 
-    base._load_builtins()
+    methods_by_name = all_methods()
     print("methods:")
-    if not base.METHODS:
+    if not methods_by_name:
         print("  (none registered yet)")
-    for name in sorted(base.METHODS):
-        cls = base.METHODS[name]
-        doc = (cls.__doc__ or "").strip().splitlines()
-        summary = f"  {doc[0]}" if doc else ""
+    for name, cls in methods_by_name.items():
+        summary = method_description(name)
+        summary = f"  {summary}" if summary else ""
         print(f"  {name:10} families: {', '.join(cls.families) or '-':18}{summary}")
     print("models:")
     for name in zoo.list_models():
         built = zoo.build(name, device="meta")
         family = family_of(built[0]) if isinstance(built, tuple) else None
-        methods = [m for m, cls in sorted(base.METHODS.items()) if family in cls.families]
+        methods = [m for m, cls in methods_by_name.items() if family in cls.families]
         spec = zoo.model_spec(name)
         print(f"  {name:16} family {family or '-':13} {spec.default_resolution} px, "
               f"{preprocessing_for(name).name} preprocessing; methods: {', '.join(methods) or '-'}")
@@ -469,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         return COMMANDS[args.command](args)
-    except ArchsimError as exc:
+    except QuantizerError as exc:
         print(f"quantizer: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -19,19 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Generic, Iterator, Literal, Optional, Protocol, Sequence, TypeVar, overload
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
 __all__ = [
-    "PREPROCESSING", "Batches", "CalibrationSplit", "DataSource", "ImageFolderData", "LabelledBatch", "Preprocessing",
+    "DEFAULT_CALIB_BATCHSIZE", "DEFAULT_CALIB_ITER", "DEFAULT_HOLDOUT_ITER", "PREPROCESSING", "Batches", "CalibrationSplit", "DataSource", "ImageFolderData", "LabelledBatch", "Preprocessing",
     "SyntheticData", "preprocessing_for",
 ]
 
 T = TypeVar("T")
 LabelledBatch = tuple["torch.Tensor", Optional["torch.Tensor"]]  # (images, labels or None when synthetic)
+
+#: Calibration defaults of ``quantizer eval``/``save`` (and of archsim's in-process mixed-precision calibration):
+#: batch size, calibration batches, hold-out batches for the mixed-precision search.
+DEFAULT_CALIB_BATCHSIZE = 32
+DEFAULT_CALIB_ITER = 4
+DEFAULT_HOLDOUT_ITER = 4
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -134,10 +140,13 @@ class CalibrationSplit:
 
 
 class DataSource(Protocol):
-    """What the CLI needs from a data source."""
+    """What the CLI needs from a data source (``synthetic`` and ``num_labels`` are read-only to it)."""
 
-    synthetic: bool
-    num_labels: int | None  # model output width the labels index into (None without labels)
+    @property
+    def synthetic(self) -> bool: ...
+
+    @property
+    def num_labels(self) -> int | None: ...  # model output width the labels index into (None without labels)
 
     def describe(self) -> str: ...
 

@@ -139,7 +139,7 @@ class Evaluation:
 
 def evaluate(float_model: "nn.Module", batches: Iterable[tuple["torch.Tensor", Optional["torch.Tensor"]]],
              quant_model: Optional["nn.Module"] = None,
-             progress: Optional[Callable[[int], None]] = None) -> Evaluation:
+             progress: Optional[Callable[[int], object]] = None) -> Evaluation:
     """Run the float model (and the quantized one, on the same images) over ``(images, labels)`` batches.
 
     Labels may be None (synthetic data): then only fidelity is measured. ``progress(n_images)`` is called after each

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.spec import QuantSpec, collect_specs
 from quantizer.methods.base import QuantConfig
 
@@ -156,12 +156,14 @@ def read_quantized(path: str | os.PathLike[str]) -> tuple[dict[str, Any], SavedI
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UsageError(f"{path}: damaged quantized model file ({type(exc).__name__}: {exc})") from None
+    except UsageError as exc:  # a valid file whose config this install cannot honour (e.g. an unknown method)
+        raise UsageError(f"{path}: cannot rebuild the model ({exc})") from None
     return dict(state), info
 
 
 def load_quantized(path: str | os.PathLike[str]) -> tuple["nn.Module", SavedInfo]:
     """Rebuild a saved quantized model (in eval mode) and return it with its metadata."""
-    from archsim.workloads import zoo
+    from quantizer import zoo
     from quantizer.methods.base import get_method
 
     state, info = read_quantized(path)

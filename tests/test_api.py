@@ -49,9 +49,9 @@ def test_dram_bytes_are_conserved(run) -> None:
     assert by_ops_read == r.dram_read_bytes and by_ops_write == r.dram_write_bytes
     # channels move at least the bytes asked for (rounded up to whole bursts), never fewer
     channel_read = sum(c.read_bytes for n, c in r.components.items() if n.startswith("dram"))
-    burst = cfg.raw.dram.burst_bytes
+    burst = cfg.dram.burst_bytes
     transactions = 2 * sum(rec.tiles for rec in r.ops)  # at most one weight and one activation load per tile
-    assert r.dram_read_bytes <= channel_read <= r.dram_read_bytes + transactions * burst * cfg.raw.dram.channels
+    assert r.dram_read_bytes <= channel_read <= r.dram_read_bytes + transactions * burst * cfg.dram.channels
     # every weight is read at least once; the graph's output is written once
     weights = sum(t.nbytes for t in w.tensors.values() if t.is_weight)
     assert r.dram_read_bytes >= weights
@@ -96,7 +96,7 @@ def test_macs_match_the_workload(run) -> None:
 def test_doubling_dram_bandwidth_never_slows(path) -> None:
     w = mlp(tokens=197, dim=384, hidden=1536)
     base = load_config(path)
-    bw = base.raw.dram.bandwidth_gbps
+    bw = base.dram.bandwidth_gbps
     r1 = simulate(base, w)
     r2 = simulate(load_config(path, [f"dram.bandwidth_gbps={2 * bw}"]), w)
     assert r2.latency_cycles <= r1.latency_cycles

@@ -8,37 +8,38 @@ from typing import Any, Mapping, Sequence
 import yaml
 from pydantic import ValidationError
 
-from archsim.config.schema import ArchConfigRaw, Buffer, EngineBase
+from archsim.config.schema import ArchConfigRaw, Buffer, Defaults, Dram, EngineBase, Noc, Quant
+from archsim.config.schema import Mapping as MappingSpec
 from archsim.errors import ConfigError, UsageError
+from archsim.registry import ENGINE_KINDS, POLICIES
 
 
 @dataclass(frozen=True)
 class ArchConfig:
-    """A validated architecture: the raw model plus engines typed by their registered config models."""
+    """A validated architecture: every section typed, engines by the config model of their registered kind."""
 
     name: str
     source: str
-    raw: ArchConfigRaw
+    clock_mhz: float
+    defaults: Defaults
+    quant: Quant | None
+    dram: Dram
+    buffers: Mapping[str, Buffer]
+    noc: Noc
     engines: Mapping[str, EngineBase]
-
-    @property
-    def clock_mhz(self) -> float:
-        return self.raw.clock_mhz
-
-    @property
-    def buffers(self) -> Mapping[str, Buffer]:
-        return self.raw.buffers
+    mapping: MappingSpec
+    description: str = ""
 
     def buffer_for(self, what: str) -> str:
         """Name of the buffer that holds ``activation`` or ``weight`` tensors."""
-        return next(name for name, b in self.raw.buffers.items() if what in b.holds)
+        return next(name for name, b in self.buffers.items() if what in b.holds)
 
     def stream_buffer(self) -> str | None:
         """Name of the buffer that holds fused intermediates (auxiliary buffers between engines), if any."""
-        return next((name for name, b in self.raw.buffers.items() if "stream" in b.holds), None)
+        return next((name for name, b in self.buffers.items() if "stream" in b.holds), None)
 
     def ns_to_cycles(self, ns: float) -> int:
-        return int(-(-ns * self.raw.clock_mhz // 1e3))
+        return int(-(-ns * self.clock_mhz // 1e3))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -112,8 +113,6 @@ def _raise_validation(exc: ValidationError, source: str, prefix: Sequence[str] =
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ArchConfig:
     """Read, override (``--set key=value``), validate; raise ConfigError naming file and key on any problem."""
-    from archsim.components.registry import engine_type, known_types
-
     source = str(path)
     p = Path(path)
     try:
@@ -149,20 +148,25 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ArchConfig:
         type_name = spec.get("type")
         if type_name is None:
             raise ConfigError("missing required key", source=source, key=f"engines.{name}.type")
-        ctype = engine_type(str(type_name))
-        if ctype is None:
+        kind = ENGINE_KINDS.find(str(type_name))
+        if kind is None:
             raise ConfigError(
-                f"unknown engine type {type_name!r} (known: {', '.join(known_types())})",
+                f"unknown engine type {type_name!r} (known: {', '.join(ENGINE_KINDS.names())})",
                 source=source,
                 key=f"engines.{name}.type",
             )
         try:
-            engines[name] = ctype.config_model.model_validate(spec)
+            engines[name] = kind.config_model.model_validate(spec)
         except ValidationError as exc:
             _raise_validation(exc, source, prefix=("engines", name))
 
+    if raw.mapping.policy not in POLICIES:
+        raise ConfigError(f"unknown mapping policy {raw.mapping.policy!r} (known: {', '.join(POLICIES.names())})",
+                          source=source, key="mapping.policy")
     _check_semantics(raw, engines, source)
-    return ArchConfig(name=raw.name or p.stem, source=source, raw=raw, engines=engines)
+    return ArchConfig(name=raw.name or p.stem, source=source, clock_mhz=raw.clock_mhz, defaults=raw.defaults,
+                      quant=raw.quant, dram=raw.dram, buffers=raw.buffers, noc=raw.noc, engines=engines,
+                      mapping=raw.mapping, description=raw.description)
 
 
 def _check_semantics(raw: ArchConfigRaw, engines: Mapping[str, EngineBase], source: str) -> None:
@@ -185,11 +189,10 @@ def _check_semantics(raw: ArchConfigRaw, engines: Mapping[str, EngineBase], sour
                 raise ConfigError(
                     f"unknown engine {n!r} (engines: {', '.join(engines)})", source=source, key=f"mapping.assign.{cls}"
                 )
-        if len(names) > 1 and not all(engines[n].has_macs for n in names):
+        if len(names) > 1 and not all(ENGINE_KINDS.get(engines[n].type).shares_work for n in names):
             raise ConfigError("only MAC engines can share one op", source=source, key=f"mapping.assign.{cls}")
     if raw.mapping.requant:
-        target = raw.mapping.assign.get("requant")
-        if target is None:
+        if raw.mapping.assign.get("requant") is None:
             raise ConfigError(
                 "mapping.requant is true but no engine is assigned to 'requant'", source=source, key="mapping.assign.requant"
             )

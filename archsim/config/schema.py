@@ -5,9 +5,12 @@ Units are explicit in key names: ``_mhz``, ``_gbps`` (GB/s, 1e9 bytes), ``_ns``,
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from archsim.workloads.bridge import QuantConfig
 
 PosInt = Annotated[int, Field(gt=0, strict=True)]
 NonNegInt = Annotated[int, Field(ge=0, strict=True)]
@@ -112,128 +115,11 @@ class Noc(Model):
 
 
 class EngineBase(Model):
-    """Fields every engine has. Subclasses register under a ``type`` name (see archsim.components.registry)."""
+    """Fields every engine has. An engine kind (``archsim.hardware``) subclasses it with its own keys and registers
+    under the ``type`` name configs use."""
 
     type: str
     static_mw: NonNegFloat = 0.0
-
-    #: engine type names for which this engine executes multiply-accumulates
-    has_macs: ClassVar[bool] = False
-
-    @property
-    def peak_macs_per_cycle(self) -> int:
-        return 0
-
-
-class MacArrayBase(EngineBase):
-    lanes: PosInt = 8
-    groups: PosInt = 1  # replicated processing groups (PGs)
-    macs_per_multiplier: PosInt = 1  # 2 when two 8-bit products share one DSP
-    mac_pj: NonNegFloat = 0.23  # energy of one 8x8-bit MAC (Horowitz 45 nm: 0.2 mult + 0.03 add)
-    pg_split: Literal["auto", "channels", "pixels", "groups"] = "auto"
-    multiplier_bits: Bits = 8  # operand width of one multiplier
-    pack_weights: bool = False  # narrow weights share a multiplier: two 4-bit weights x one 8-bit activation
-    multipliers_per_dsp: PosInt = 1  # FPGA DSP packing (two 8-bit products per DSP48): only for DSP counts
-    #: lanes that only add (Trio-ViT's K-sum tree): their work is still counted per engine, but they are left out
-    #: of the design's peak and achieved GOPS, as the papers count them (Trio-ViT's 819.2 GOPS is MAT + R-MAC)
-    adder_tree: bool = False
-
-    @property
-    def multiplier_count(self) -> int:
-        """Physical multipliers (MAC units before ``macs_per_multiplier``)."""
-        return self.peak_macs_per_cycle // self.macs_per_multiplier
-
-    @property
-    def dsps(self) -> int:
-        """DSP slices the multipliers occupy on an FPGA (``multipliers_per_dsp`` products per slice)."""
-        return -(-self.multiplier_count // self.multipliers_per_dsp)
-
-    has_macs: ClassVar[bool] = True
-
-
-class MatEngine(MacArrayBase):
-    """Multiplier-adder trees: lanes over output channels, ``multipliers`` per lane reduce input channels."""
-
-    type: Literal["mat"] = "mat"
-    multipliers: PosInt = 8
-
-    @property
-    def peak_macs_per_cycle(self) -> int:
-        return self.lanes * self.multipliers * self.groups * self.macs_per_multiplier
-
-
-class RmacEngine(MacArrayBase):
-    """Reconfigurable MAC array: MAT-like for pointwise, lanes over output pixels and PEs over channels for DW."""
-
-    type: Literal["rmac"] = "rmac"
-    pes: PosInt = 8
-
-    @property
-    def peak_macs_per_cycle(self) -> int:
-        return self.lanes * self.pes * self.groups * self.macs_per_multiplier
-
-
-class PeArrayEngine(MacArrayBase):
-    """A ``rows x cols`` PE array (systolic fill and drain per fold). ``output_stationary``: each PE keeps one
-    output; ``row_stationary``: each PE row keeps one weight row (an output channel's ``cols`` inputs) while the
-    activation rows (tokens or pixels) stream past, so finished output rows leave the array one per cycle."""
-
-    type: Literal["pe_array"] = "pe_array"
-    rows: PosInt = 16
-    cols: PosInt = 16
-    lanes: PosInt = 1
-    dataflow: Literal["output_stationary", "row_stationary"] = "output_stationary"
-
-    @property
-    def peak_macs_per_cycle(self) -> int:
-        return self.rows * self.cols * self.groups * self.macs_per_multiplier
-
-
-class NonlinearOp(Model):
-    """Throughput and cost of one function on a non-linear unit."""
-
-    cycles_per_element: PosFloat = 1.0  # per lane
-    latency_cycles: NonNegInt = 8
-    pj_per_element: NonNegFloat = 0.5
-
-
-class NonlinearEngine(EngineBase):
-    """Vector unit for softmax, layernorm, activations, eltwise, reductions; ``ops`` lists what it supports."""
-
-    type: Literal["nonlinear"] = "nonlinear"
-    lanes: PosInt = 16
-    ops: dict[str, NonlinearOp]
-
-    @field_validator("ops")
-    @classmethod
-    def _ops_nonempty(cls, v: dict[str, NonlinearOp]) -> dict[str, NonlinearOp]:
-        if not v:
-            raise ValueError("must list at least one supported op")
-        return v
-
-
-class RequantMode(Model):
-    cycles_per_element: PosFloat = 1.0
-    latency_cycles: NonNegInt = 1
-    pj_per_element: NonNegFloat = 0.02
-
-
-class RequantEngine(EngineBase):
-    """Re-quantization unit: a shift for power-of-two scales, a multiply for float scales."""
-
-    type: Literal["requant"] = "requant"
-    lanes: PosInt = 16
-    shift: RequantMode = RequantMode(cycles_per_element=1.0, latency_cycles=1, pj_per_element=0.03)
-    multiply: RequantMode = RequantMode(cycles_per_element=1.0, latency_cycles=3, pj_per_element=0.25)
-
-
-class DmaEngine(EngineBase):
-    """Copies within on-chip memory (concat, pad, layout changes) at ``bytes_per_cycle``."""
-
-    type: Literal["dma"] = "dma"
-    bytes_per_cycle: PosFloat = 64.0
-    latency_cycles: NonNegInt = 4
-    pj_per_byte: NonNegFloat = 0.0
 
 
 # ---- mapping ------------------------------------------------------------------------------------------------------
@@ -257,10 +143,9 @@ class Mapping(Model):
     requant: bool = True  # a re-quantization stage after every MAC op, on the engine assign['requant'] names
     resident_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
     on_unmapped: Literal["error", "report"] = "error"
-    # generic: assign + fuse as written; trio: Trio-ViT's rules (DW->PW tail on all PEs, K-sum adder tree,
-    # head-pipelined linear attention, row-by-row DW streaming); p2vit: row-streamed attention and MLP
-    # (docs/configuration.md, mapping.policy)
-    policy: Literal["generic", "trio", "p2vit"] = "generic"
+    # a registered mapping policy (archsim.mapping.policy): generic = assign + fuse as written; trio = Trio-ViT's
+    # rules; p2vit = head-streamed attention (docs/configuration.md, mapping.policy); checked by the loader
+    policy: str = "generic"
 
 
 class Defaults(Model):
@@ -273,30 +158,80 @@ class Defaults(Model):
     scale_kind: Literal["float", "pot", "log2"] = "pot"
 
 
-#: Quantization methods a ``quant:`` section may name (``none`` = no quantizer: bit widths from ``defaults``).
-QuantMethod = Literal["fqvit", "p2vit", "trio", "none"]
-QuantBits = Annotated[int, Field(ge=2, le=8, strict=True)]  # the quantizer's range (quantizer.core.bits)
+def _bits_range() -> tuple[int, int]:
+    """The quantizer's bit-width range (``quantizer.core.bits``), through the bridge (imported on first use)."""
+    from archsim.workloads import bridge
+
+    return bridge.MIN_BITS, bridge.MAX_BITS
 
 
-class Quant(Model):
-    """Which post-training quantizer prepares a ``--model`` before its trace is extracted (issue 4).
+#: A ``quant:`` bit width: an integer within the quantizer's range (checked by :class:`QuantSection`).
+QuantBits = Annotated[int, Field(strict=True)]
 
-    The method and its settings decide every op's bit widths and scale kind, which then take precedence over
-    ``defaults``. The keys mirror ``quantizer.methods.base.QuantConfig``.
+
+class QuantSection(Model):
+    """The ``quant:`` section as written: which post-training quantizer prepares a ``--model`` before its trace is
+    extracted (issue 4). Its keys are the quantizer's ``QuantConfig``'s; each is checked here so an error names
+    its key. ``method: none`` means no quantizer (bit widths from ``defaults``).
     """
 
-    method: QuantMethod
+    method: str
     w_bits: QuantBits = 8
     a_bits: QuantBits = 8
-    observer: Literal["minmax", "ema", "percentile", "omse"] = "minmax"
+    observer: str = "minmax"
     ptf: bool | None = None  # power-of-two factor and integer LayerNorm; None: the method's default (on for p2vit)
     lis: bool | None = None  # Log-Int-Softmax (4-bit log2 attention probabilities); None: as ptf
     mixed: bool = False  # P2-ViT mixed precision (needs calibration: prefer --quantized FILE from `quantizer save`)
     options: dict[str, str | bool | int | float] = {}  # method-specific knobs, as `quantizer --option KEY=VALUE`
 
-    @property
-    def enabled(self) -> bool:
-        return self.method != "none"
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from archsim.workloads import bridge
+
+        known = bridge.method_names()
+        if value != "none" and value not in known:
+            raise ValueError(f"unknown quantization method {value!r} (known: {', '.join(known)}, or none)")
+        return value
+
+    @field_validator("w_bits", "a_bits")
+    @classmethod
+    def _in_range(cls, value: int) -> int:
+        low, high = _bits_range()
+        if not low <= value <= high:
+            raise ValueError(f"must be an integer from {low} to {high}, got {value}")
+        return value
+
+    @field_validator("observer")
+    @classmethod
+    def _observer(cls, value: str) -> str:
+        from archsim.workloads import bridge
+
+        if value not in bridge.OBSERVERS:
+            raise ValueError(f"must be one of {', '.join(bridge.OBSERVERS)}, got {value!r}")
+        return value
+
+    def to_config(self) -> QuantConfig | None:
+        """The quantizer's validated record; None for ``method: none``."""
+        from archsim.workloads import bridge
+
+        if self.method == "none":
+            return None
+        try:
+            return bridge.QuantConfig(**self.model_dump())
+        except bridge.QuantizerError as exc:  # every key was checked above: a rule only the quantizer knows
+            raise ValueError(exc.detail) from None
+
+
+def _quant_config(section: QuantSection) -> QuantConfig | None:
+    return section.to_config()
+
+
+if TYPE_CHECKING:
+    Quant: TypeAlias = QuantConfig
+else:
+    #: ``quant:`` validates into the quantizer's :class:`QuantConfig` (None for ``method: none``); see QuantSection.
+    Quant = Annotated[QuantSection, AfterValidator(_quant_config)]
 
 
 class ArchConfigRaw(Model):

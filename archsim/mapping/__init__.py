@@ -1,1 +1,1 @@
-"""Mapping: op -> engine assignment, dataflow cost models, fusion groups, on-chip residency, tiling, TaskGraph."""
+"""Mapping: op -> engine assignment, the policies' rules, fusion groups, on-chip residency, tiling -> TaskGraph."""

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from archsim.config.load import ArchConfig
-from archsim.mapping.geometry import is_depthwise
+from archsim.workloads.geometry import is_depthwise
 from archsim.workloads.ir import Op, Tensor, Workload
+from archsim.workloads.kinds import op_kind
 
 #: single-input ops that sit between a depthwise conv and the pointwise conv it feeds (they stream through)
 _PASS_THROUGH = frozenset({"activation", "batchnorm", "requant"})
@@ -73,9 +74,16 @@ def op_classes(op: Op, tensors: Mapping[str, Tensor], ctx: Neighbours | None = N
         if kernel == (1, 1):
             return [*roles, "pwconv", "conv2d"]
         return ["conv", "conv2d"]
-    if op.kind in ("activation", "eltwise", "reduce", "pool") and op.fn:
+    if _by_function(op):
         return [*_impl_classes(op), op.fn, op.kind]
     return [*roles, *_impl_classes(op), op.kind]
+
+
+def _by_function(op: Op) -> bool:
+    """True when the op's ``attrs.fn`` is a more specific class than its kind (activation, eltwise, reduce, pool
+    and any registered kind that says so)."""
+    kind = op_kind(op.kind)
+    return bool(op.fn) and kind is not None and kind.by_function
 
 
 def _impl_classes(op: Op) -> list[str]:
@@ -85,14 +93,14 @@ def _impl_classes(op: Op) -> list[str]:
     impl = facts.get("impl") if isinstance(facts, Mapping) else None
     if not impl:
         return []
-    base = op.fn if op.kind in ("activation", "eltwise", "reduce", "pool") and op.fn else op.kind
+    base = op.fn if _by_function(op) else op.kind
     return [f"{base}_{impl}"]
 
 
 def assigned_engines(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig,
                      ctx: Neighbours | None = None) -> tuple[tuple[str, ...], str] | None:
     """(engine names, the class that matched) for ``op``, or None when the config assigns no engine."""
-    assign = cfg.raw.mapping.assign
+    assign = cfg.mapping.assign
     for cls in op_classes(op, tensors, ctx):
         target = assign.get(cls)
         if target is not None:

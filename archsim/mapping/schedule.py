@@ -7,105 +7,17 @@ DRAM); tile every group so its working set fits its buffers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Mapping
 
 from archsim.config.load import ArchConfig
-from archsim.config.schema import MacArrayBase
 from archsim.errors import MappingError
-from archsim.mapping import policy as rules
+from archsim.hardware.kind import OpCost, kind_of
 from archsim.mapping.assign import Neighbours, assigned_engines, op_classes
-from archsim.mapping.dataflow import OpCost, dma_cost, mac_cost, nonlinear_cost, requant_cost, supports
-from archsim.mapping.geometry import Depthwise, Gemm, geometry
-from archsim.workloads.ir import MAC_KINDS, Op, Tensor, Workload
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    """One engine's share of an op (an op split over several engines runs one part on each, concurrently)."""
-
-    engine: str
-    macs: int
-    cycles: int
-    energy_pj: float
-
-
-@dataclass(frozen=True, slots=True)
-class RequantStage:
-    """The re-quantization stage pipelined behind a MAC op's output tiles."""
-
-    engine: str
-    name: str
-    scale_kind: str
-    elements: int
-    cycles: int
-    energy_pj: float
-    mode: str
-
-
-@dataclass
-class Task:
-    """An op ready to simulate: engines, whole-op costs, where its tensors live, and its tile count."""
-
-    op: Op
-    index: int
-    cls: str
-    parts: tuple[Part, ...]
-    cost: OpCost
-    requant: RequantStage | None = None
-    group: str = ""
-    tiles: int = 1
-    weight_dram_bytes: int = 0
-    act_dram_bytes: int = 0
-    out_dram_bytes: int = 0
-    resident_out: bool = False
-    stream_in: str = ""  # tensor received tile by tile from the previous task of the group
-    stream_out: bool = False
-    deps: tuple[str, ...] = ()
-    role: str = ""  # the mapping.assign class that placed it
-    tail: tuple[Part, ...] = ()  # work run on several engines at once after the last tile (Trio Rule D)
-
-    @property
-    def name(self) -> str:
-        return self.op.name
-
-    @property
-    def engines(self) -> tuple[str, ...]:
-        return tuple(p.engine for p in self.parts)
-
-    @property
-    def all_engines(self) -> tuple[str, ...]:
-        """Every engine the op uses, its tail included."""
-        return tuple(dict.fromkeys([*self.engines, *(p.engine for p in self.tail)]))
-
-    @property
-    def cycles(self) -> int:
-        return max(p.cycles for p in self.parts)
-
-    @property
-    def dram_bytes(self) -> int:
-        return self.weight_dram_bytes + self.act_dram_bytes + self.out_dram_bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """An op that costs nothing (folded into its producer, or a view) or that cannot be modelled."""
-
-    op: Op
-    status: str  # folded | unmodelled
-    reason: str
-
-
-@dataclass
-class TaskGraph:
-    groups: list[list[Task]]
-    skipped: list[Skipped]
-    order: list[str]  # every op name, trace order
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def tasks(self) -> list[Task]:
-        return [t for g in self.groups for t in g]
+from archsim.mapping.policy import policy_of
+from archsim.mapping.taskgraph import Part, RequantStage, Skipped, Task, TaskGraph
+from archsim.workloads.geometry import Depthwise, Gemm, geometry
+from archsim.workloads.ir import Op, Tensor, Workload
+from archsim.workloads.kinds import category_of, is_mac, op_kind
 
 
 # ---- 1. fold, skip, assign, cost ---------------------------------------------------------------------------------
@@ -138,28 +50,22 @@ def _split_geometry(geom: Gemm | Depthwise, weights: list[int]) -> list[Gemm | D
 
 def _cost(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig, engines: tuple[str, ...], cls: str,
           role: str = "", ctx: Neighbours | None = None) -> tuple[tuple[Part, ...], OpCost]:
-    if op.kind in MAC_KINDS:
-        geom = geometry(op, tensors)
-        if geom.macs != op.macs:
-            raise MappingError(f"op {op.name}: trace says {op.macs} MACs but its shapes give {geom.macs}")
-        cfgs = [cfg.engines[e] for e in engines]
-        pieces = [geom] if len(engines) == 1 else None
-        if pieces is None and ctx is not None:
-            pieces = rules.split_pieces(cfg.raw.mapping.policy, role, op, tensors, ctx, geom, engines)
-        if pieces is None:
-            pieces = _split_geometry(geom, [c.peak_macs_per_cycle for c in cfgs])
-        costs = [mac_cost(op, tensors, g, c) if g.macs else OpCost(cycles=0) for g, c in zip(pieces, cfgs)]
-        parts = tuple(Part(e, c.macs, c.cycles, c.energy_pj) for e, c in zip(engines, costs))
-        whole = mac_cost(op, tensors, geom, cfgs[0]) if len(engines) == 1 else _merge(op, tensors, costs)
-        return parts, whole
-    ecfg = cfg.engines[engines[0]]
-    if op.kind == "data_movement":
-        c = dma_cost(op, tensors, ecfg)
-    elif op.kind == "requant":
-        c = requant_cost(tensors[op.output].numel, op.scale_kind, ecfg)
-    else:
-        c = nonlinear_cost(op, tensors, ecfg, cls)
-    return (Part(engines[0], 0, c.cycles, c.energy_pj),), c
+    """Each engine's part of ``op`` and the whole op's cost, from the engines' kinds."""
+    cfgs = [cfg.engines[e] for e in engines]
+    kinds = [kind_of(c) for c in cfgs]
+    if len(engines) == 1:
+        c = kinds[0].cost(cfgs[0], op, tensors, cls)
+        return (Part(engines[0], c.macs, c.cycles, c.energy_pj),), c
+    if not is_mac(op.kind):
+        raise MappingError(f"op {op.name} ({op.kind}) is assigned to {' + '.join(engines)}, but only MAC ops can be "
+                           "split over several engines", source=cfg.source, key=f"mapping.assign.{role}")
+    geom = geometry(op, tensors)
+    pieces = policy_of(cfg).split(role, op, tensors, ctx, geom, engines) if ctx is not None else None
+    if pieces is None:
+        pieces = _split_geometry(geom, [k.peak_macs_per_cycle(c) for k, c in zip(kinds, cfgs)])
+    costs = [k.cost(c, op, tensors, cls, g) if g.macs else OpCost(cycles=0) for g, k, c in zip(pieces, kinds, cfgs)]
+    parts = tuple(Part(e, c.macs, c.cycles, c.energy_pj) for e, c in zip(engines, costs))
+    return parts, _merge(op, tensors, costs)
 
 
 def _merge(op: Op, tensors: Mapping[str, Tensor], costs: list[OpCost]) -> OpCost:
@@ -178,7 +84,7 @@ def _merge(op: Op, tensors: Mapping[str, Tensor], costs: list[OpCost]) -> OpCost
 
 def _place(w: Workload, cfg: ArchConfig, ctx: Neighbours) -> tuple[list[Task], list[Skipped], dict[str, str]]:
     """Decide for every op: folded, unmodelled, or a costed Task on its engines."""
-    mapping = cfg.raw.mapping
+    mapping = cfg.mapping
     tensors = w.tensors
     producers = {op.output: op for op in w.ops}
     consumers = w.consumers()
@@ -186,7 +92,7 @@ def _place(w: Workload, cfg: ArchConfig, ctx: Neighbours) -> tuple[list[Task], l
     tasks: list[Task] = []
     skipped: list[Skipped] = []
     for index, op in enumerate(w.ops):
-        if op.kind == "other":
+        if category_of(op.kind) == "unmodelled":
             skipped.append(Skipped(op, "unmodelled", f"aten op {op.attrs.get('aten', op.source)!r} has no lowering"))
             if op.inputs:
                 alias[op.output] = op.inputs[0]
@@ -214,7 +120,7 @@ def _place(w: Workload, cfg: ArchConfig, ctx: Neighbours) -> tuple[list[Task], l
         engines, matched = found
         cls = matched
         for e in engines:
-            runs_as = supports(cfg.engines[e], op, classes)
+            runs_as = kind_of(cfg.engines[e]).supports(cfg.engines[e], op, classes)
             if runs_as is None:
                 raise MappingError(
                     f"op {op.name} ({' / '.join(classes)}) is assigned to engine {e!r} "
@@ -223,9 +129,13 @@ def _place(w: Workload, cfg: ArchConfig, ctx: Neighbours) -> tuple[list[Task], l
                     key=f"mapping.assign.{matched}",
                 )
             cls = runs_as
+        if is_mac(op.kind):
+            macs = geometry(op, tensors).macs
+            if macs != op.macs:
+                raise MappingError(f"op {op.name}: trace says {op.macs} MACs but its shapes give {macs}")
         parts, cost = _cost(op, tensors, cfg, engines, cls, matched, ctx)
         task = Task(op=op, index=index, cls=cls, parts=parts, cost=cost, role=matched)
-        if op.kind in MAC_KINDS and mapping.requant and _requantized(op):
+        if is_mac(op.kind) and mapping.requant and _requantized(op):
             task.requant = _requant_stage(op, tensors, cfg)
         tasks.append(task)
     return tasks, skipped, alias
@@ -239,18 +149,22 @@ def _requantized(op: Op) -> bool:
 
 
 def _requant_stage(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig) -> RequantStage:
-    target = cfg.raw.mapping.assign["requant"]
+    """The re-quantization of ``op``'s output, priced by the engine ``assign['requant']`` names as a requant op."""
+    target = cfg.mapping.assign["requant"]
     engine = target if isinstance(target, str) else target[0]
-    scale = op.scale_kind if op.scale_kind != "none" else cfg.raw.defaults.scale_kind
-    elements = tensors[op.output].numel
-    c = requant_cost(elements, scale, cfg.engines[engine])
-    return RequantStage(engine, f"{op.name}.requant", scale, elements, c.cycles, c.energy_pj, c.detail)
+    scale = op.scale_kind if op.scale_kind != "none" else cfg.defaults.scale_kind
+    stage = Op(name=f"{op.name}.requant", kind="requant", inputs=(op.output,), output=op.output, scale_kind=scale,
+               scope=op.scope)
+    ecfg = cfg.engines[engine]
+    kind = kind_of(ecfg)
+    if kind.supports(ecfg, stage, ["requant"]) is None:
+        raise MappingError(f"engine {engine!r} (type {ecfg.type}) cannot re-quantize {op.name}", source=cfg.source,
+                           key="mapping.assign.requant")
+    c = kind.cost(ecfg, stage, tensors, "requant")
+    return RequantStage(engine, stage.name, scale, c.elements, c.cycles, c.energy_pj, c.detail)
 
 
 # ---- 2. fusion groups -------------------------------------------------------------------------------------------
-
-_NOT_STREAMABLE = frozenset({"reduce", "pool"})
-
 
 def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_outputs: set[str],
           tensors: Mapping[str, Tensor]) -> list[list[Task]]:
@@ -261,9 +175,9 @@ def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_ou
     group leaves the act, whose output is the larger tensor, no engine. So every valid group is considered and
     the best cut found by dynamic programming over group ends (ties: fewer groups, then longer early groups).
     """
-    pipe = cfg.raw.mapping.pipeline
-    policy = cfg.raw.mapping.policy
-    any_operand = rules.streamable_inputs(policy) == "any"
+    pipe = cfg.mapping.pipeline
+    policy = policy_of(cfg)
+    any_operand = policy.streams_any_operand
     readers: dict[str, list[int]] = {}
     for t in tasks:
         for name in dict.fromkeys(_canonical(alias, i) for i in t.op.inputs):
@@ -281,7 +195,7 @@ def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_ou
             if end == len(tasks) or not pipe.inter_layer:
                 break
             t = tasks[end]
-            if rules.starts_group(policy, t.op, tensors) or not _can_join(
+            if policy.starts_group(t.op, tensors) or not _can_join(
                     group, t, alias, readers, pipe.max_group_ops, graph_outputs, tensors, any_operand):
                 break
             streamed += tensors[_canonical(alias, group[-1].op.output)].nbytes
@@ -297,6 +211,11 @@ def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_ou
         for t in g:
             t.group = name
     return groups
+
+
+def _streamable(op: Op) -> bool:
+    kind = op_kind(op.kind)
+    return kind is not None and kind.streamable
 
 
 def _streamed_input(t: Task, out: str, alias: Mapping[str, str], any_operand: bool) -> int | None:
@@ -316,50 +235,10 @@ def _can_join(group: list[Task], t: Task, alias: Mapping[str, str], readers: Map
         return False
     if readers.get(out) != [t.index] or out in graph_outputs:
         return False
-    if prev.op.kind in _NOT_STREAMABLE or t.op.kind in _NOT_STREAMABLE:
+    if not (_streamable(prev.op) and _streamable(t.op)):
         return False
     used = {e for m in group for e in m.engines}
     return not used.intersection(t.engines)
-
-
-def _overlap_tails(groups: list[list[Task]], tensors: Mapping[str, Tensor], cfg: ArchConfig, ctx: Neighbours) -> None:
-    """Trio Rule D: a PW fused behind its depthwise conv keeps on its engine (the MAT) the output channels it can
-    finish while the depthwise runs; the rest becomes a tail on every MAC engine of the group once the depthwise
-    ends. The tail re-reads the whole depthwise output, so it needs that tensor to fit the stream buffer."""
-    stream_buf = cfg.stream_buffer()
-    room = cfg.raw.buffers[stream_buf].capacity_bytes if stream_buf else 0
-    everywhere = {t.name: t for g in groups for t in g}
-    for g in groups:
-        by_name = {t.name: t for t in g}
-        for t in g:
-            if t.role != "dw_pwconv" or len(t.parts) != 1:
-                continue
-            dw_op = ctx.fed_by_depthwise(t.op, tensors)
-            dw = everywhere.get(dw_op.name) if dw_op is not None else None
-            if dw is None:
-                continue
-            engines = [*t.engines, *(e for e in dw.engines if e not in t.engines)]
-            if not all(isinstance(cfg.engines[e], MacArrayBase) for e in engines) or len(engines) < 2:
-                continue
-            geom = geometry(t.op, tensors)
-            assert isinstance(geom, Gemm)
-            if dw.name not in by_name:  # not fused (pipeline off): the depthwise has ended, so all PEs (Rule B)
-                t.parts = tuple(Part(e, c.macs, c.cycles, c.energy_pj)
-                                for e, c in rules.tail_split(t.op, tensors, geom, geom.n, cfg, engines))
-                continue
-            if tensors[dw.op.output].nbytes > room:
-                continue  # the tail would need the whole depthwise output on chip
-            mat = cfg.engines[t.engines[0]]
-            assert isinstance(mat, MacArrayBase)
-            window = dw.cycles - rules.dw_setup_cycles(dw.cycles, dw.op, tensors)
-            done = rules.overlap_channels(t.op, tensors, geom, mat, window)
-            if done >= geom.n:
-                continue  # the PW hides entirely behind the depthwise conv
-            head = mac_cost(t.op, tensors, Gemm(geom.groups, geom.m, geom.k, done, geom.taps), mat) if done else None
-            t.parts = (Part(t.engines[0], head.macs, head.cycles, head.energy_pj),) if head else (
-                Part(t.engines[0], 0, 0, 0.0),)
-            t.tail = tuple(Part(e, c.macs, c.cycles, c.energy_pj)
-                           for e, c in rules.tail_split(t.op, tensors, geom, geom.n - done, cfg, engines))
 
 
 # ---- 3. residency and 4. tiling ------------------------------------------------------------------------------------
@@ -367,21 +246,20 @@ def _overlap_tails(groups: list[list[Task]], tensors: Mapping[str, Tensor], cfg:
 
 def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload, cfg: ArchConfig) -> None:
     """Decide each tensor's home (streamed, resident, DRAM), then tile every group to fit its buffers."""
-    raw = cfg.raw
     tensors = w.tensors
     act_buf = cfg.buffer_for("activation")
     wgt_buf = cfg.buffer_for("weight")
-    act_cap = raw.buffers[act_buf].capacity_bytes
-    resident_budget = int(act_cap * raw.mapping.resident_fraction)
+    act_cap = cfg.buffers[act_buf].capacity_bytes
+    resident_budget = int(act_cap * cfg.mapping.resident_fraction)
     act_work = act_cap - resident_budget
-    wgt_work = raw.buffers[wgt_buf].capacity_bytes
+    wgt_work = cfg.buffers[wgt_buf].capacity_bytes
     if act_buf == wgt_buf:
         act_work = wgt_work = act_work // 2
-    k = 2 if raw.mapping.pipeline.intra_layer else 1
-    depth = raw.mapping.pipeline.fifo_depth
+    k = 2 if cfg.mapping.pipeline.intra_layer else 1
+    depth = cfg.mapping.pipeline.fifo_depth
     stream_buf = cfg.stream_buffer()
-    stream_work = raw.buffers[stream_buf].capacity_bytes if stream_buf else None
-    min_tiles = raw.mapping.pipeline.min_tiles
+    stream_work = cfg.buffers[stream_buf].capacity_bytes if stream_buf else None
+    min_tiles = cfg.mapping.pipeline.min_tiles
 
     graph_outputs = {_canonical(alias, t) for t in w.graph_outputs()}
     last_use: dict[str, int] = {}
@@ -439,7 +317,7 @@ def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload
 def _tile_group(g: list[Task], tensors: Mapping[str, Tensor], cfg: ArchConfig, act_buf: str, wgt_buf: str,
                 act_work: int, wgt_work: int, k: int, depth: int, stream_work: int | None = None,
                 min_tiles: int = 1) -> None:
-    tiles = rules.min_group_tiles(cfg.raw.mapping.policy, [t.op for t in g], tensors, min_tiles)
+    tiles = policy_of(cfg).group_tiles([t.op for t in g], tensors, min_tiles)
     for t in g:
         tiles = max(tiles, _tiles_needed(t, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth,
                                          stream_work))
@@ -497,7 +375,7 @@ def _out_channels(op: Op, tensors: Mapping[str, Tensor]) -> int:
     """How many slices an op's weights can be cut into: output channels of a MAC op, rows of any other
     weight (a position embedding added to the tokens is cut by token)."""
     shape = tensors[op.weights[0]].shape if op.weights else tensors[op.output].shape
-    if op.kind in MAC_KINDS or len(shape) < 2:
+    if is_mac(op.kind) or len(shape) < 2:
         return max(1, shape[0] if shape else 1)
     return max(1, math.prod(shape[:-1]))
 
@@ -511,16 +389,11 @@ def build_taskgraph(w: Workload, cfg: ArchConfig) -> TaskGraph:
     tasks, skipped, alias = _place(w, cfg, ctx)
     graph_outputs = {_canonical(alias, t) for t in w.graph_outputs()}
     groups = _fuse(tasks, alias, cfg, graph_outputs, w.tensors)
-    if cfg.raw.mapping.policy == "trio":
-        _overlap_tails(groups, w.tensors, cfg, ctx)  # after fusion: Rule D depends on what is fused
+    policy_of(cfg).after_fusion(groups, w.tensors, cfg, ctx)
     _plan_memory(groups, alias, w, cfg)
     notes = []
-    if not cfg.raw.mapping.pipeline.inter_layer:
+    if not cfg.mapping.pipeline.inter_layer:
         notes.append("inter-layer pipelining off: every op runs alone")
-    if not cfg.raw.mapping.pipeline.intra_layer:
+    if not cfg.mapping.pipeline.intra_layer:
         notes.append("intra-layer pipelining off: load, compute and write-back of each tile run in sequence")
     return TaskGraph(groups=groups, skipped=skipped, order=[op.name for op in w.ops], notes=notes)
-
-
-def peak_macs(cfg: ArchConfig, engines: tuple[str, ...]) -> int:
-    return sum(cfg.engines[e].peak_macs_per_cycle for e in engines if isinstance(cfg.engines[e], MacArrayBase))

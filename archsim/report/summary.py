@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from archsim.result import EngineStat, Result
+from archsim.result import Result
 
 #: Bumped when a key of summary.json changes meaning or disappears (adding keys does not bump it).
 SUMMARY_SCHEMA_VERSION = 1
@@ -103,41 +103,6 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 # ---- derived metrics ---------------------------------------------------------------------------------------------
 
 
-def latency_seconds(result: Result) -> float:
-    """Run latency in seconds."""
-    return result.latency_ms / 1e3
-
-
-def _multiplying(result: Result) -> list[EngineStat]:
-    """The MAC engines that count toward the design's peak: all but adder trees."""
-    return [stat for stat in result.engines.values() if stat.peak_macs_per_cycle and not stat.adder_tree]
-
-
-def multiply_macs(result: Result) -> int:
-    """MACs done on the engines of the peak (adder-tree additions left out)."""
-    return sum(stat.macs for stat in _multiplying(result))
-
-
-def achieved_gops(result: Result) -> float:
-    """Achieved throughput in GOPS of the engines of the peak, counting one MAC as two operations."""
-    return safe_ratio(2.0 * multiply_macs(result), latency_seconds(result)) / 1e9
-
-
-def peak_macs_per_cycle(result: Result) -> int:
-    """Sum of the peak MAC rates of the MAC engines, adder trees left out."""
-    return sum(stat.peak_macs_per_cycle for stat in _multiplying(result))
-
-
-def mac_utilization(result: Result) -> float:
-    """MACs done / (peak MACs per cycle x latency) over the engines of the peak: how busy the arrays are, in [0, 1]."""
-    return safe_ratio(multiply_macs(result), peak_macs_per_cycle(result) * result.latency_cycles)
-
-
-def peak_gops(result: Result) -> float:
-    """Peak throughput in GOPS of all MAC engines together at the run's clock."""
-    return 2.0 * peak_macs_per_cycle(result) * result.clock_mhz * 1e6 / 1e9
-
-
 def count_by_status(result: Result) -> dict[str, int]:
     """Number of ops per status; the known statuses are always present, possibly with 0."""
     counts = {status: 0 for status in OP_STATUSES}
@@ -206,10 +171,10 @@ def build_summary(result: Result, host: Mapping[str, Any] | None = None) -> dict
         "latency_ms": result.latency_ms,
         "fps": result.fps,
         "total_macs": result.total_macs,
-        "achieved_gops": achieved_gops(result),
-        "peak_gops": peak_gops(result),
-        "peak_macs_per_cycle": peak_macs_per_cycle(result),
-        "mac_utilization": mac_utilization(result),
+        "achieved_gops": result.achieved_gops,
+        "peak_gops": result.peak_gops,
+        "peak_macs_per_cycle": result.peak_macs_per_cycle,
+        "mac_utilization": result.mac_utilization,
         "dram_read_bytes": result.dram_read_bytes,
         "dram_write_bytes": result.dram_write_bytes,
         "dram_bytes_per_cycle": safe_ratio(

@@ -87,6 +87,14 @@ class AtenCall:
         """The readable part of an op name (``hardswish_`` -> ``hardswish``, ``_softmax`` -> ``softmax``)."""
         return self.name.rsplit(".", 1)[-1].strip("_") or self.name
 
+    @property
+    def output(self) -> "torch.Tensor":
+        """The call's first tensor result; a lowering that needs one fails loudly (a lowering bug) without it."""
+        out = _first_tensor(self.out)
+        if out is None:
+            raise TypeError(f"{self.source} returned no tensor")
+        return out
+
     def arg(self, index: int, key: str, default: Any = None) -> Any:
         """Argument by position, else by keyword, else ``default``."""
         if index < len(self.args):
@@ -424,7 +432,7 @@ def _lower_convolution(ctx: TraceContext, call: AtenCall) -> None:
 
 def _lower_product(ctx: TraceContext, call: AtenCall, a: Any, b: Any, extra: Sequence[Any] = ()) -> None:
     """``a @ b`` (+ ``extra`` such as an addmm bias): ``matmul`` between activations, else ``linear``."""
-    out = _first_tensor(call.out)
+    out = call.output
     k = int(a.shape[-1])
     if ctx.is_activation(a) and ctx.is_activation(b):
         acts, weights = ctx.operands(a, b, *extra)
@@ -451,7 +459,7 @@ def _lower_addmm(ctx: TraceContext, call: AtenCall) -> None:
 @register_lowering("linear")
 def _lower_linear(ctx: TraceContext, call: AtenCall) -> None:
     x, w, bias = call.args[0], call.args[1], call.arg(2, "bias")
-    out = _first_tensor(call.out)
+    out = call.output
     acts, weights = ctx.operands(x, w, bias)
     macs = count_macs("linear", [_shape(x)], _shape(w), _shape(out))
     ctx.emit(call, "linear", acts, out, weights=weights, macs=macs)
@@ -469,7 +477,7 @@ def _lower_linear(ctx: TraceContext, call: AtenCall) -> None:
 def _lower_sdpa(ctx: TraceContext, call: AtenCall) -> None:
     """Attention -> matmul (Q·Kᵀ), [eltwise add of the mask], softmax, matmul (A·V); the scale is folded in."""
     q, k, v = call.args[0], call.args[1], call.args[2]
-    out = _first_tensor(call.out)
+    out = call.output
     mask = call.kwargs.get("attn_mask", call.kwargs.get("attn_bias"))
     if mask is None and len(call.args) > 3 and hasattr(call.args[3], "shape"):
         mask = call.args[3]
@@ -498,7 +506,7 @@ def _lower_sdpa(ctx: TraceContext, call: AtenCall) -> None:
 def _lower_batch_norm(ctx: TraceContext, call: AtenCall) -> None:
     """Batch norm; weights in the order weight, bias, running mean, running var."""
     acts, weights = ctx.operands(call.args[0], *call.args[1:5])
-    ctx.emit(call, "batchnorm", acts, _first_tensor(call.out), weights=weights)
+    ctx.emit(call, "batchnorm", acts, call.output, weights=weights)
 
 
 @register_lowering("native_layer_norm", "layer_norm")
@@ -506,7 +514,7 @@ def _lower_layer_norm(ctx: TraceContext, call: AtenCall) -> None:
     x = call.args[0]
     normalized = tuple(int(s) for s in call.arg(1, "normalized_shape", ()))
     acts, weights = ctx.operands(x, call.arg(2, "weight"), call.arg(3, "bias"))
-    ctx.emit(call, "layernorm", acts, _first_tensor(call.out), weights=weights,
+    ctx.emit(call, "layernorm", acts, call.output, weights=weights,
              attrs={"normalized_shape": normalized})
 
 
@@ -516,7 +524,7 @@ def _lower_softmax(ctx: TraceContext, call: AtenCall) -> None:
     attrs: dict[str, Any] = {"dim": int(call.arg(1, "dim", -1))}
     if "log" in call.name:
         attrs["fn"] = "log_softmax"
-    ctx.emit(call, "softmax", acts, _first_tensor(call.out), weights=weights, attrs=attrs)
+    ctx.emit(call, "softmax", acts, call.output, weights=weights, attrs=attrs)
 
 
 _ACTIVATIONS = (
@@ -535,7 +543,7 @@ def _lower_activation(ctx: TraceContext, call: AtenCall) -> None:
     if fn == "gelu" and call.kwargs.get("approximate", "none") != "none":
         attrs["approximate"] = call.kwargs["approximate"]
     acts, weights = ctx.operands(call.args[0])
-    ctx.emit(call, "activation", acts, _first_tensor(call.out), weights=weights, attrs=attrs)
+    ctx.emit(call, "activation", acts, call.output, weights=weights, attrs=attrs)
 
 
 _ELTWISE_BINARY = ("add", "sub", "mul", "rsub", "maximum", "minimum", "pow")
@@ -558,7 +566,7 @@ def _lower_eltwise(ctx: TraceContext, call: AtenCall) -> None:
     alpha = call.kwargs.get("alpha", call.args[2] if len(call.args) > 2 else 1)
     if fn in ("add", "sub", "rsub") and alpha != 1:
         attrs["alpha"] = alpha
-    ctx.emit(call, "eltwise", acts, _first_tensor(call.out), weights=weights, attrs=attrs)
+    ctx.emit(call, "eltwise", acts, call.output, weights=weights, attrs=attrs)
 
 
 def _fold_bias(ctx: TraceContext, call: AtenCall, acts: list[Ref], weights: list[Ref]) -> bool:
@@ -567,7 +575,7 @@ def _fold_bias(ctx: TraceContext, call: AtenCall, acts: list[Ref], weights: list
     if last is None or len(acts) != 1 or len(weights) != 1 or last.kind != "linear" or len(last.weights) != 1:
         return False
     bias = ctx.tensors[weights[0].name]
-    out = _first_tensor(call.out)
+    out = call.output
     if acts[0].name != last.output or len(bias.shape) != 1 or not out.dim() or bias.shape[0] != out.shape[-1]:
         return False
     last.weights.append(bias.name)
@@ -584,12 +592,12 @@ def _lower_div(ctx: TraceContext, call: AtenCall) -> None:
     if call.kwargs.get("rounding_mode"):
         attrs["rounding_mode"] = call.kwargs["rounding_mode"]
     if ctx.is_activation(a) and ctx.is_activation(b):
-        ctx.emit(call, "divide", acts, _first_tensor(call.out), attrs=attrs)
+        ctx.emit(call, "divide", acts, call.output, attrs=attrs)
         return
     scalar = _scalar(b)
     if scalar is not None:
         attrs["scalar"] = scalar
-    ctx.emit(call, "eltwise", acts, _first_tensor(call.out), weights=weights, attrs=attrs)
+    ctx.emit(call, "eltwise", acts, call.output, weights=weights, attrs=attrs)
 
 
 _REDUCE_FN = {"mean": "mean", "sum": "sum", "amax": "max", "amin": "min", "max": "max", "min": "min",
@@ -613,7 +621,7 @@ def _lower_reduce(ctx: TraceContext, call: AtenCall) -> None:
         "keepdim": bool(call.kwargs.get("keepdim", len(call.args) > 2 and call.args[2] is True)),
     }
     acts, weights = ctx.operands(x)
-    ctx.emit(call, "reduce", acts, _first_tensor(call.out), weights=weights, attrs=attrs)
+    ctx.emit(call, "reduce", acts, call.output, weights=weights, attrs=attrs)
 
 
 @register_lowering("avg_pool2d", "max_pool2d", "max_pool2d_with_indices")
@@ -627,12 +635,12 @@ def _lower_pool(ctx: TraceContext, call: AtenCall) -> None:
         "padding": _ints(call.arg(3, "padding", 0)),
     }
     acts, weights = ctx.operands(call.args[0])
-    ctx.emit(call, "pool", acts, _first_tensor(call.out), weights=weights, attrs=attrs)
+    ctx.emit(call, "pool", acts, call.output, weights=weights, attrs=attrs)
 
 
 @register_lowering("_adaptive_avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d")
 def _lower_adaptive_pool(ctx: TraceContext, call: AtenCall) -> None:
-    x, out = call.args[0], _first_tensor(call.out)
+    x, out = call.args[0], call.output
     size = _ints(call.arg(1, "output_size"))
     attrs: dict[str, Any] = {"fn": "max" if "max" in call.name else "avg", "output_size": size}
     in_hw = tuple(int(s) for s in x.shape[-2:])
@@ -662,7 +670,7 @@ def _lower_data_movement(ctx: TraceContext, call: AtenCall) -> None:
         attrs["dims"] = (int(call.arg(1, "dim", 0)),)
     elif call.name in ("roll", "flip"):
         attrs["dims"] = _ints(call.arg(2 if call.name == "roll" else 1, "dims", ()), 1)
-    ctx.emit(call, "data_movement", acts, _first_tensor(call.out), weights=weights, attrs=attrs)
+    ctx.emit(call, "data_movement", acts, call.output, weights=weights, attrs=attrs)
 
 
 def _lower_other(ctx: TraceContext, call: AtenCall) -> None:
@@ -900,7 +908,7 @@ def extract(
         with torch.no_grad(), attention_mode, record_mode:
             module(*inputs)
     except _LoweringBug as bug:
-        raise bug.__cause__ from None  # a bug in a lowering: keep its own traceback
+        raise bug.__cause__ or bug from None  # a bug in a lowering: keep its own traceback
     except (RuntimeError, ValueError, TypeError, AssertionError, IndexError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UsageError(f"{name}: forward pass failed on the example input: {first_line}") from None

@@ -13,31 +13,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from archsim.errors import WorkloadError
+from archsim.workloads.kinds import OP_KINDS
 
 SCHEMA_VERSION = 1
 
-#: Op kinds the IR knows. ``attrs`` refine them (e.g. ``fn`` for activation/eltwise, ``groups`` for conv2d).
-OP_KINDS: frozenset[str] = frozenset(
-    {
-        "conv2d",  # attrs: kernel (kh, kw), stride (sh, sw), padding (ph, pw), groups
-        "linear",  # inputs[0] @ weight^T (+ bias)
-        "matmul",  # activation x activation (attention), batched over leading dims
-        "eltwise",  # attrs.fn: add, sub, mul, div, ... over the output's elements
-        "activation",  # attrs.fn: relu, gelu, hardswish, silu, sigmoid, tanh, ...
-        "softmax",
-        "layernorm",
-        "batchnorm",  # inference batchnorm; foldable into the preceding conv
-        "reduce",  # attrs.fn: mean, sum, max over some dims
-        "pool",  # attrs.fn: avg, max; kernel/stride
-        "divide",  # the linear-attention divisor division (a shift when the divisor is log2-quantized)
-        "log2",  # log2 quantization of a tensor (e.g. the divisor)
-        "requant",  # re-quantization of an accumulator to the next layer's bit width
-        "data_movement",  # copies that move bytes: cat, pad, permute-with-copy, roll, index, ...
-        "other",  # an aten op with no lowering: kept (attrs.aten names it) and reported as unmodelled, never dropped
-    }
-)
-
-#: Op kinds whose work is multiply-accumulates on a MAC engine.
+#: The built-in op kinds whose work is multiply-accumulates (the quantizer's specs know these three). Mapping asks
+#: :func:`archsim.workloads.kinds.is_mac`, which also knows kinds a plugin registered.
 MAC_KINDS: frozenset[str] = frozenset({"conv2d", "linear", "matmul"})
 
 #: Scale kinds of a quantized op's output (how its re-quantization is done).
@@ -276,17 +257,18 @@ def validate(w: Workload) -> None:
             raise WorkloadError("duplicate op name", key=key)
         names.add(op.name)
         if op.kind not in OP_KINDS:
-            raise WorkloadError(f"unknown op kind {op.kind!r} (known: {', '.join(sorted(OP_KINDS))})", key=f"{key}.kind")
+            raise WorkloadError(f"unknown op kind {op.kind!r} (known: {', '.join(OP_KINDS.names())})", key=f"{key}.kind")
         if op.scale_kind not in SCALE_KINDS:
             raise WorkloadError(f"unknown scale_kind {op.scale_kind!r}", key=f"{key}.scale_kind")
         if op.macs < 0:
             raise WorkloadError(f"macs must be >= 0, got {op.macs}", key=f"{key}.macs")
-        for t in (*op.inputs, *op.weights, op.output):
-            if t not in w.tensors:
-                raise WorkloadError(f"refers to unknown tensor {t!r}", key=key)
-        for t in op.inputs:
-            if t in produced and t not in written:
-                raise WorkloadError(f"reads {t!r} before the op that writes it (ops must be in topological order)", key=key)
+        for ref in (*op.inputs, *op.weights, op.output):
+            if ref not in w.tensors:
+                raise WorkloadError(f"refers to unknown tensor {ref!r}", key=key)
+        for ref in op.inputs:
+            if ref in produced and ref not in written:
+                raise WorkloadError(f"reads {ref!r} before the op that writes it (ops must be in topological order)",
+                                    key=key)
         if op.output in written:
             raise WorkloadError(f"tensor {op.output!r} is written by more than one op", key=key)
         if w.tensors[op.output].is_weight:

@@ -1,5 +1,6 @@
-"""Quantization facts in the trace: which quantizer to run (:class:`QuantRequest`) and how its per-module
-:class:`~quantizer.core.spec.QuantSpec` records become per-op bit widths, scale kinds and re-quantization points.
+"""Quantization facts in the trace: how a quantizer's per-module ``QuantSpec`` records (as plain dicts) become
+per-op bit widths, scale kinds and re-quantization points. Which quantizer to run is a ``QuantConfig``
+(:mod:`archsim.workloads.bridge`; a config's ``quant:`` section validates into one).
 
 This module never imports torch: it works on a traced :class:`Workload` and on specs as plain dicts (the form
 ``quantizer save`` stores them in), so it is testable with hand-written specs. ``archsim.workloads.quantized`` is
@@ -22,80 +23,19 @@ What :func:`apply_specs` records (docs/architecture.md, "Quantized traces"):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, get_args
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from archsim.config.schema import QuantMethod
 from archsim.errors import UsageError
 from archsim.workloads.ir import MAC_KINDS, Op, Tensor, Workload
-from quantizer.methods.base import ptf_lis_flag
 
 if TYPE_CHECKING:
-    from archsim.config.load import ArchConfig
-    from archsim.config.schema import Quant
+    from archsim.workloads.bridge import QuantConfig
 
-__all__ = ["QUANT_METHODS", "QuantRequest", "apply_specs", "owner_of", "with_scale_kind"]
-
-#: Methods the quantizer package provides: those a config's ``quant.method`` may name, less ``none``.
-QUANT_METHODS: tuple[str, ...] = tuple(m for m in get_args(QuantMethod) if m != "none")
+__all__ = ["apply_specs", "owner_of", "with_scale_kind"]
 
 #: Spec kinds of modules whose ops multiply-accumulate.
 _MAC_SPEC_KINDS = frozenset({"linear", "conv2d", "matmul", "linear_attention"})
-
-
-@dataclass(frozen=True)
-class QuantRequest:
-    """Which quantizer prepares a zoo model before tracing; mirrors ``QuantConfig`` plus a saved-model path.
-
-    With ``quantized`` (a file written by ``quantizer save``) the file decides the method, bits and every layer's
-    choice; the other fields are then ignored.
-    """
-
-    method: str
-    w_bits: int = 8
-    a_bits: int = 8
-    observer: str = "minmax"
-    ptf: bool | None = None  # None: the method's default (on for p2vit)
-    lis: bool | None = None
-    mixed: bool = False
-    options: Mapping[str, Any] = field(default_factory=dict)
-    quantized: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.quantized is None and self.method not in QUANT_METHODS:
-            raise UsageError(f"unknown quantization method {self.method!r} (known: {', '.join(QUANT_METHODS)}, "
-                             "or none)")
-        for what, bits in (("w_bits", self.w_bits), ("a_bits", self.a_bits)):
-            if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
-                raise UsageError(f"{what} must be an integer from 2 to 8, got {bits!r}")
-        for flag in ("ptf", "lis"):  # None: the method's default, as in `quantizer eval`
-            object.__setattr__(self, flag, ptf_lis_flag(getattr(self, flag), self.method))
-
-    @classmethod
-    def from_section(cls, section: Quant | None) -> QuantRequest | None:
-        """What a config's ``quant:`` section asks for; None without one or with ``method: none``."""
-        if section is None or not section.enabled:
-            return None
-        return cls(method=section.method, w_bits=section.w_bits, a_bits=section.a_bits, observer=section.observer,
-                   ptf=section.ptf, lis=section.lis, mixed=section.mixed, options=dict(section.options))
-
-    @classmethod
-    def from_config(cls, cfg: ArchConfig) -> QuantRequest | None:
-        """The quantizer ``archsim run CONFIG --model M`` applies before tracing (the config's ``quant:``)."""
-        return cls.from_section(cfg.raw.quant)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["options"] = dict(sorted(self.options.items()))
-        return d
-
-    def describe(self) -> str:
-        """One line for reports, e.g. ``fqvit W8A8 (ptf, lis)``."""
-        if self.quantized is not None:
-            return f"saved model {self.quantized}"
-        flags = [name for name in ("ptf", "lis", "mixed") if getattr(self, name)]
-        flags += [f"{k}={v}" for k, v in sorted(self.options.items())]
-        return f"{self.method} W{self.w_bits}A{self.a_bits}" + (f" ({', '.join(flags)})" if flags else "")
 
 
 # ---- spec lookup ---------------------------------------------------------------------------------------------------
@@ -205,7 +145,7 @@ def _op_facts(d: _Draft, owner: str, spec: Mapping[str, Any], a_bits: int, mixed
     return facts
 
 
-def apply_specs(w: Workload, specs: Mapping[str, Mapping[str, Any]], request: QuantRequest, *,
+def apply_specs(w: Workload, specs: Mapping[str, Mapping[str, Any]], quant: QuantConfig, *,
                 quant_buffers: Iterable[str] = (), bias_bits: int = 32, meta: Mapping[str, Any] | None = None
                 ) -> Workload:
     """``w`` (traced from the quantizer-prepared model in float mode) with the quantizer's facts applied.
@@ -215,13 +155,13 @@ def apply_specs(w: Workload, specs: Mapping[str, Mapping[str, Any]], request: Qu
     merged into the workload's provenance.
     """
     quant_buffers = frozenset(quant_buffers)
-    a_bits = request.a_bits
+    a_bits = quant.a_bits
     tensors: dict[str, Tensor] = dict(w.tensors)
     producers = {op.output: op for op in w.ops}
     consumers = w.consumers()
     drafts = [_Draft(op, dict(op.attrs), op.scale_kind, op.kind) for op in w.ops]
     by_name = {d.op.name: d for d in drafts}
-    mixed = bool(request.mixed)
+    mixed = bool(quant.mixed)
     bits: dict[str, int] = {}  # tensor -> width decided by a rule below
 
     # non-MAC weights (LayerNorm affine, position embeddings, ...) scale or add to activations: activation width
@@ -298,7 +238,7 @@ def apply_specs(w: Workload, specs: Mapping[str, Mapping[str, Any]], request: Qu
     tensors = {k: v for k, v in tensors.items() if k in used}
     full_meta = dict(w.meta)
     full_meta.update(meta or {})
-    full_meta["act_bits"], full_meta["weight_bits"] = request.a_bits, request.w_bits
+    full_meta["act_bits"], full_meta["weight_bits"] = quant.a_bits, quant.w_bits
     kinds = sorted({op.scale_kind for op in ops if op.kind in MAC_KINDS})
     full_meta["scale_kind"] = kinds[0] if len(kinds) == 1 else "mixed"
     full_meta["folded_ops"] = sum(1 for d in drafts if d.dropped)

@@ -7,7 +7,7 @@ a file written by ``quantizer save`` (``--quantized``) or, failing that, from a 
 synthetic images (slow; it says so on stderr). The trace is always taken from a freshly prepared model; the specs
 are what :func:`archsim.workloads.quant.apply_specs` applies to it.
 
-torch and the quantizer package are imported inside functions only.
+torch is imported inside functions only; the quantizer is reached through :mod:`archsim.workloads.bridge`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from archsim.errors import UsageError
-from archsim.workloads.quant import QuantRequest
+from archsim.workloads import bridge
+from archsim.workloads.bridge import QuantConfig
 
 __all__ = ["PreparedModel", "prepare_for_trace"]
 
@@ -28,7 +29,8 @@ class PreparedModel:
     module: Any  # torch.nn.Module
     input_shape: tuple[int, ...]
     device: str
-    request: QuantRequest  # resolved: a saved file's method and bits are filled in
+    config: QuantConfig  # resolved: a saved file's method and bits
+    quantized: str | None  # the saved file it came from, if any
     specs: Mapping[str, Mapping[str, Any]]  # module path -> QuantSpec.to_dict()
     quant_buffers: frozenset[str]  # buffers the quantizer added (scales, migration factors, shift centres)
     meta: Mapping[str, Any] = field(default_factory=dict)
@@ -36,14 +38,6 @@ class PreparedModel:
 
 def _status(message: str) -> None:
     print(f"archsim: {message}", file=sys.stderr, flush=True)
-
-
-def _config(request: QuantRequest) -> Any:
-    from quantizer.methods.base import QuantConfig
-
-    return QuantConfig(method=request.method, observer=request.observer, w_bits=request.w_bits,  # type: ignore[arg-type]
-                       a_bits=request.a_bits, ptf=request.ptf, lis=request.lis, mixed=request.mixed, seed=0,
-                       options=dict(request.options))
 
 
 def _to_meta(module: Any) -> None:
@@ -60,42 +54,21 @@ def _to_meta(module: Any) -> None:
                 store[key] = torch.nn.Parameter(moved, requires_grad=False) if key in sub._parameters else moved
 
 
-def _float_view(module: Any) -> None:
-    """Every quantizer of ``module`` passes values through, so the trace records the model's ops only."""
-    from quantizer.calibrate import set_mode
-    from quantizer.methods.trio_quant import Switchable
-
-    set_mode(module, "float")
-    for sub in module.modules():
-        if isinstance(sub, Switchable):
-            sub.enabled = False
-
-
-def _specs_of(module: Any) -> dict[str, dict[str, Any]]:
-    from quantizer.core.spec import collect_specs
-
-    return {path: spec.to_dict() for path, spec in collect_specs(module).items()}
-
-
 def _build(name: str, resolution: int, batch: int, device: str, checkpoint: str | None) -> tuple[Any, tuple[int, ...]]:
-    from archsim.workloads import zoo
-
-    built = zoo.build(name, resolution, batch, device=device)
-    if not isinstance(built, tuple):
+    built = bridge.build(name, resolution, batch, device=device)
+    if not bridge.is_module_and_shape(built):
         raise UsageError(f"{name} is not a PyTorch model; it cannot be quantized")
     module, shape = built
     if checkpoint is not None:
-        zoo.load_checkpoint(module, checkpoint, model=name)
+        bridge.load_checkpoint(module, checkpoint, model=name)
     return module, shape
 
 
-def _prepare(method: Any, cfg: Any, name: str, resolution: int, batch: int, device: str,
+def _prepare(method: Any, cfg: QuantConfig, name: str, resolution: int, batch: int, device: str,
              checkpoint: str | None) -> tuple[Any, tuple[int, ...], str, frozenset[str]]:
     """Build, check support, prepare; returns (module, input shape, device, buffers the quantizer added)."""
-    from quantizer.methods.base import check_support
-
     module, shape = _build(name, resolution, batch, device, checkpoint)
-    check_support(method, module, name)
+    bridge.check_support(method, module, name)
     before = {n for n, _ in module.named_buffers()}
     try:
         method.prepare(module, cfg)
@@ -111,75 +84,74 @@ def _prepare(method: Any, cfg: Any, name: str, resolution: int, batch: int, devi
     return module.eval(), shape, device, added
 
 
-def _calibrated_specs(method: Any, cfg: Any, name: str, resolution: int, checkpoint: str | None,
+def _calibrated_specs(method: Any, cfg: QuantConfig, name: str, resolution: int, checkpoint: str | None,
                       progress: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """Mixed precision without a saved model: calibrate and search here, as ``quantizer save`` would without
     ``--data`` (synthetic images, the quantizer CLI's default batch counts, seed 0)."""
     import torch
 
-    from quantizer.cli import DEFAULT_CALIB_BATCHSIZE, DEFAULT_CALIB_ITER, DEFAULT_HOLDOUT_ITER
-    from quantizer.data import SyntheticData
-    from quantizer.methods.base import check_support
-
     module, shape = _build(name, resolution, 1, "cpu", checkpoint)
-    check_support(method, module, name)
-    split = SyntheticData(shape[1:], seed=cfg.seed).calibration(DEFAULT_CALIB_BATCHSIZE, DEFAULT_CALIB_ITER,
-                                                                holdout_batches=DEFAULT_HOLDOUT_ITER)
+    bridge.check_support(method, module, name)
+    split = bridge.synthetic_data(shape[1:], seed=cfg.seed).calibration(
+        bridge.DEFAULT_CALIB_BATCHSIZE, bridge.DEFAULT_CALIB_ITER, holdout_batches=bridge.DEFAULT_HOLDOUT_ITER)
     progress(f"{cfg.method} mixed precision needs calibration: calibrating {name} on {split.calib.images} "
              f"synthetic images and searching bit widths (minutes; `quantizer save {name} --method {cfg.method} "
              f"--mixed --out FILE` once, then `--quantized FILE`, skips this)")
     torch.manual_seed(cfg.seed)
     method.quantize(module, split.calib, cfg, split.holdout)
-    return _specs_of(module)
+    return bridge.collect_specs(module)
 
 
-def prepare_for_trace(name: str | None, resolution: int | None, batch: int, request: QuantRequest, *,
-                      checkpoint: str | None = None,
+def prepare_for_trace(name: str | None, resolution: int | None, batch: int, quant: QuantConfig | None, *,
+                      quantized: str | None = None, checkpoint: str | None = None,
                       progress: Callable[[str], None] = _status) -> PreparedModel:
-    """The zoo model ``name`` prepared by ``request``'s method, in float mode, with the specs to apply to its trace.
+    """The zoo model ``name`` prepared by ``quant``'s method, in float mode, with the specs to apply to its trace.
 
-    With ``request.quantized``, the saved file gives the model (``name`` may be None, else it must match), the
-    resolution (likewise), the QuantConfig and the specs. Errors are one-line UsageErrors: an unknown or
-    uninstalled method, a model the method does not support, a file that is not a saved quantized model.
+    With ``quantized`` (then ``quant`` is None), the saved file gives the model (``name`` may be None, else it must
+    match), the resolution (likewise), the QuantConfig and the specs. Errors are one-line archsim errors: an unknown
+    method, a model the method does not support (UnsupportedModelError), a file that is not a saved quantized model.
     """
-    from archsim.workloads import zoo
-    from quantizer.methods.base import get_method
+    with bridge.archsim_errors():
+        return _prepare_for_trace(name, resolution, batch, quant, quantized, checkpoint, progress)
 
+
+def _prepare_for_trace(name: str | None, resolution: int | None, batch: int, quant: QuantConfig | None,
+                       quantized: str | None, checkpoint: str | None,
+                       progress: Callable[[str], None]) -> PreparedModel:
     source = "prepared"
     specs: dict[str, dict[str, Any]] | None = None
-    cfg = _config(request) if request.quantized is None else None
-    if request.quantized is not None:
-        from quantizer.io import read_quantized
-
-        _, info = read_quantized(request.quantized)
+    if quantized is not None:
+        if quant is not None:
+            raise UsageError(f"--quantized {quantized} fixes the method and the bit widths: give no quantizer "
+                             "settings with it")
+        _, info = bridge.read_quantized(quantized)
         if name is not None and name != info.model:
-            raise UsageError(f"--quantized {request.quantized} holds {info.model}, not {name}")
+            raise UsageError(f"--quantized {quantized} holds {info.model}, not {name}")
         if resolution is not None and resolution != info.resolution:
-            raise UsageError(f"--quantized {request.quantized} was quantized at resolution {info.resolution}, "
+            raise UsageError(f"--quantized {quantized} was quantized at resolution {info.resolution}, "
                              f"not {resolution}")
         name, resolution = info.model, info.resolution
-        cfg = info.config
-        request = QuantRequest(method=cfg.method, w_bits=cfg.w_bits, a_bits=cfg.a_bits, observer=cfg.observer,
-                               ptf=cfg.ptf, lis=cfg.lis, mixed=cfg.mixed, options=dict(cfg.options),
-                               quantized=request.quantized)
-        specs = {path: spec.to_dict() for path, spec in info.quant_specs.items()}
+        quant = info.config
+        specs = bridge.specs_mapping(info.quant_specs)
         source = "file"
+    if quant is None:
+        raise UsageError("prepare_for_trace needs a QuantConfig or a saved quantized model")
     if name is None:
         raise UsageError("give --model NAME (or --quantized FILE)")
-    spec = zoo.model_spec(name)
+    spec = bridge.model_spec(name)
     resolution = spec.check_resolution(spec.default_resolution if resolution is None else resolution)
-    method = get_method(cfg.method)
-    if specs is None and cfg.mixed:
-        specs = _calibrated_specs(method, cfg, name, resolution, checkpoint, progress)
+    method = bridge.get_method(quant.method)
+    if specs is None and quant.mixed:
+        specs = _calibrated_specs(method, quant, name, resolution, checkpoint, progress)
         source = "calibrated"
     device = "cpu" if checkpoint is not None or not spec.meta_device else "meta"
-    module, shape, device, added = _prepare(method, cfg, name, resolution, batch, device, checkpoint)
+    module, shape, device, added = _prepare(method, quant, name, resolution, batch, device, checkpoint)
     if specs is None:
-        specs = _specs_of(module)
-    _float_view(module)
+        specs = bridge.collect_specs(module)
+    bridge.float_view(module)
     if device != "cpu":
         _to_meta(module)
         device = "meta"
     meta = {"model": name, "resolution": resolution, "batch": batch,
-            "quant": {**request.to_dict(), "source": source, "modules": len(specs)}}
-    return PreparedModel(module, shape, device, request, specs, added, meta)
+            "quant": {**quant.to_dict(), "quantized": quantized, "source": source, "modules": len(specs)}}
+    return PreparedModel(module, shape, device, quant, quantized, specs, added, meta)

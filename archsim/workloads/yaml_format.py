@@ -23,7 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archsim.errors import WorkloadError
-from archsim.workloads.ir import OP_KINDS, Op, Tensor, Workload, make_workload
+from archsim.workloads.kinds import OP_KINDS
+from archsim.workloads.ir import Op, Tensor, Workload, make_workload
 from archsim.workloads.macs import count_macs
 
 Shape = list[Any]
@@ -77,7 +78,7 @@ def load_yaml_workload(path: str | Path, *, act_bits: int = 8, weight_bits: int 
     for i, o in enumerate(spec.ops):
         key = f"ops[{i}]"
         if o.kind not in OP_KINDS:
-            raise WorkloadError(f"unknown op kind {o.kind!r} (known: {', '.join(sorted(OP_KINDS))})", source=source, key=f"{key}.kind")
+            raise WorkloadError(f"unknown op kind {o.kind!r} (known: {', '.join(OP_KINDS.names())})", source=source, key=f"{key}.kind")
         for ref in o.inputs:
             if ref not in tensors:
                 raise WorkloadError(f"input {ref!r} is neither a graph input nor an earlier op", source=source, key=f"{key}.in")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 
 MIN_BITS, MAX_BITS = 2, 8
 

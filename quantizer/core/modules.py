@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.bits import BitType
 from quantizer.core.observers import Granularity, make_observer
 from quantizer.core.quantizers import (
@@ -117,6 +117,10 @@ class UniformQuantizer(nn.Module):
 
     ``channels`` is the length of the channel axis ``channel_dim`` for per-channel formats (1 = per tensor).
     """
+
+    scale: Tensor
+    zero_point: Tensor
+    calibrated: Tensor
 
     def __init__(self, fmt: QuantFormat, channels: int = 1, channel_dim: int = -1,
                  conventions: Conventions = Conventions()) -> None:
@@ -223,7 +227,7 @@ class QAct(QuantModule):
 
     @property
     def quant_spec(self) -> QuantSpec:
-        extra = {"observer": self.fmt.observer}
+        extra: dict[str, Any] = {"observer": self.fmt.observer}
         if self.fmt.observer == "ptf":
             extra["ptf"] = True
         return _act_spec("act", self.fmt, self.fmt.bit_type.bits, extra)
@@ -262,8 +266,9 @@ class _QWeighted(QuantModule):
 
     kind: str = ""
     out_channel_dim: int = -1  # channel axis of the layer's output
+    weight_format: Tensor
 
-    def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None, weight_formats: Sequence[QuantFormat],
+    def __init__(self, weight: Tensor, bias: Tensor | None, weight_formats: Sequence[QuantFormat],
                  act_format: QuantFormat, out_bits: int | None, conventions: Conventions) -> None:
         super().__init__()
         if not weight_formats:
@@ -285,7 +290,7 @@ class _QWeighted(QuantModule):
     @property
     def weight_quantizer(self) -> UniformQuantizer:
         """The active weight quantizer."""
-        return list(self.weight_quantizers.values())[int(self.weight_format)]  # type: ignore[return-value]
+        return cast(UniformQuantizer, list(self.weight_quantizers.values())[int(self.weight_format)])
 
     def select_weight_format(self, bit_type_name: str) -> None:
         """Make the quantizer of ``bit_type_name`` (e.g. ``int4``) the active one."""
@@ -335,7 +340,7 @@ class QLinear(_QWeighted):
     kind = "linear"
     out_channel_dim = -1
 
-    def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None, *, weight_formats: Sequence[QuantFormat],
+    def __init__(self, weight: Tensor, bias: Tensor | None, *, weight_formats: Sequence[QuantFormat],
                  act_format: QuantFormat, out_bits: int | None = None,
                  conventions: Conventions = Conventions()) -> None:
         super().__init__(weight, bias, weight_formats, act_format, out_bits, conventions)
@@ -363,7 +368,7 @@ class QConv2d(_QWeighted):
     kind = "conv2d"
     out_channel_dim = 1
 
-    def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None, *, stride: tuple[int, int],
+    def __init__(self, weight: Tensor, bias: Tensor | None, *, stride: tuple[int, int],
                  padding: tuple[int, int] | str, dilation: tuple[int, int], groups: int,
                  weight_formats: Sequence[QuantFormat], act_format: QuantFormat, out_bits: int | None = None,
                  conventions: Conventions = Conventions()) -> None:

@@ -23,7 +23,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.bits import BitType
 from quantizer.core.quantizers import (
     Conventions,

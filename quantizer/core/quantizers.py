@@ -17,7 +17,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import Tensor
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.bits import BitType
 
 SymDenominator = Literal["qmax", "half_span"]

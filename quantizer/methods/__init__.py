@@ -1,4 +1,11 @@
-"""Quantization methods: recipes that rewrite a timm model into a fake-quantized one and calibrate it."""
-from quantizer.methods.base import METHODS, Method, QuantConfig, get_method, register_method
+"""Quantization methods: recipes that rewrite a timm model into a fake-quantized one and calibrate it.
 
-__all__ = ["METHODS", "Method", "QuantConfig", "get_method", "register_method"]
+The registry lists method names without importing torch; the recipes themselves import torch on first use.
+"""
+from quantizer.methods.base import (ENTRY_POINT_GROUP, METHODS, OBSERVERS, Method, QuantConfig, all_methods,
+                                    check_method, get_method, method_class, method_description, method_names,
+                                    method_origin, register_lazy_method, register_method)
+
+__all__ = ["ENTRY_POINT_GROUP", "METHODS", "OBSERVERS", "Method", "QuantConfig", "all_methods", "check_method",
+           "get_method", "method_class", "method_description", "method_names", "method_origin",
+           "register_lazy_method", "register_method"]

@@ -8,10 +8,13 @@ from calibration data. ``quantize`` = prepare + calibrate. Loading a saved model
 """
 from __future__ import annotations
 
+import functools
+import importlib
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence, get_args
 
-from archsim.errors import UnsupportedModelError, UsageError
+from quantizer.core.bits import check_bits
+from quantizer.errors import UnsupportedModelError, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -19,20 +22,52 @@ if TYPE_CHECKING:
 
 Observer = Literal["minmax", "ema", "percentile", "omse"]
 
+#: The observers a QuantConfig may name (``--quant-method`` of the quantizer CLI, ``quant.observer`` in archsim).
+OBSERVERS: tuple[str, ...] = get_args(Observer)
+
+#: Methods whose scheme includes PTF + integer LayerNorm and LIS: on unless turned off (--no-ptf / --no-lis).
+PTF_LIS_BY_DEFAULT: frozenset[str] = frozenset({"p2vit"})
+
+
+def ptf_lis_flag(value: bool | None, method: str) -> bool:
+    """A --ptf / --lis choice, or the method's default when it was not given (None)."""
+    return (method in PTF_LIS_BY_DEFAULT) if value is None else bool(value)
+
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """Everything that decides a quantized model. Recorded in saved models and in result files."""
+    """Everything that decides a quantized model, validated on construction. Recorded in saved models and in
+    result files; the one quantizer record (archsim's ``quant:`` config section validates into it too).
+
+    ``method`` must be registered, the bit widths within ``quantizer.core.bits``' range, ``observer`` one of
+    :data:`OBSERVERS`; ``ptf``/``lis`` left None become the method's default (on for p2vit).
+    """
 
     method: str
     observer: Observer = "minmax"
     w_bits: int = 8
     a_bits: int = 8
-    ptf: bool = False
-    lis: bool = False
+    ptf: bool | None = None  # resolved to a bool on construction
+    lis: bool | None = None
     mixed: bool = False
     seed: int = 0
     options: Mapping[str, Any] = field(default_factory=dict)  # method-specific knobs, documented per method
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
+        check_bits(self.w_bits, "w_bits")
+        check_bits(self.a_bits, "a_bits")
+        if self.observer not in OBSERVERS:
+            raise UsageError(f"observer must be one of {', '.join(OBSERVERS)}, got {self.observer!r}")
+        for flag in ("mixed", "ptf", "lis"):
+            value = getattr(self, flag)
+            if value is not None and not isinstance(value, bool):
+                raise UsageError(f"{flag} must be true or false, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise UsageError(f"seed must be an integer, got {self.seed!r}")
+        for flag in ("ptf", "lis"):
+            object.__setattr__(self, flag, ptf_lis_flag(getattr(self, flag), self.method))
+        object.__setattr__(self, "options", dict(self.options))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -43,14 +78,11 @@ class QuantConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "QuantConfig":
         return cls(**{**d, "options": dict(d.get("options", {}))})
 
-
-#: Methods whose scheme includes PTF + integer LayerNorm and LIS: on unless turned off (--no-ptf / --no-lis).
-PTF_LIS_BY_DEFAULT: frozenset[str] = frozenset({"p2vit"})
-
-
-def ptf_lis_flag(value: bool | None, method: str) -> bool:
-    """A --ptf / --lis choice, or the method's default when it was not given (None)."""
-    return (method in PTF_LIS_BY_DEFAULT) if value is None else bool(value)
+    def describe(self) -> str:
+        """One line for reports, e.g. ``fqvit W8A8 (ptf, lis)``."""
+        flags = [name for name in ("ptf", "lis", "mixed") if getattr(self, name)]
+        flags += [f"{k}={v}" for k, v in sorted(self.options.items())]
+        return f"{self.method} W{self.w_bits}A{self.a_bits}" + (f" ({', '.join(flags)})" if flags else "")
 
 
 class Method:
@@ -93,7 +125,124 @@ class Method:
         return self.calibrate(model, calib, cfg, holdout)
 
 
+# ---- the registry ---------------------------------------------------------------------------------------------------
+#
+# Names are listable without torch: the built-ins are registered lazily (name -> "module:Class", imported on first
+# use); plugins register their classes with the decorator, on import of a module named in the ``quantizer.methods``
+# entry-point group (or imported by archsim's own plugins).
+
+#: Entry-point group whose modules register quantization methods when loaded.
+ENTRY_POINT_GROUP = "quantizer.methods"
+
+
+@dataclass(frozen=True)
+class LazyMethod:
+    """A method known by name whose class is imported on first use: ``target`` is ``module:Class``."""
+
+    name: str
+    target: str
+    description: str = ""
+
+    @property
+    def origin(self) -> str:
+        return self.target.partition(":")[0]
+
+
+#: Method classes by name (the built-ins once imported, and every class registered with the decorator).
 METHODS: dict[str, type[Method]] = {}
+
+#: Methods registered by name only (the built-ins); their modules import torch.
+LAZY_METHODS: dict[str, LazyMethod] = {}
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a Method available by its ``name`` (a later registration replaces an earlier one)."""
+    if not cls.name:
+        raise UsageError(f"method class {cls.__qualname__} has no name")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def register_lazy_method(name: str, target: str, description: str = "") -> None:
+    """Make a method known by ``name`` without importing it: ``target`` (``module:Class``) is imported on first use."""
+    if ":" not in target:
+        raise UsageError(f"method {name!r}: target must be 'module:Class', got {target!r}")
+    LAZY_METHODS[name] = LazyMethod(name, target, description)
+
+
+for _name, _target, _description in (
+    ("fqvit", "quantizer.methods.fqvit:FqVit", "FQ-ViT post-training quantization of timm ViT/DeiT and Swin models."),
+    ("p2vit", "quantizer.methods.p2vit:P2Vit",
+     "P2-ViT power-of-two post-training quantization of timm ViT/DeiT and Swin models."),
+    ("trio", "quantizer.methods.trio:TrioVit",
+     "Trio-ViT: BN folding, DW-input migration, PW-input shifting, log2 divisors, MSE-p ranges, AdaRound."),
+):
+    register_lazy_method(_name, _target, _description)
+del _name, _target, _description
+
+
+@functools.cache
+def load_entry_points() -> None:
+    """Import every module named in the ``quantizer.methods`` entry-point group, once per process (they register
+    methods); ``load_entry_points.cache_clear()`` rescans."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported as one line
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UsageError(f"quantization plugin {ep.name!r} ({ep.value}) failed to load: {detail}") from None
+
+
+def method_names() -> list[str]:
+    """Every registered method's name, sorted (torch is not imported)."""
+    load_entry_points()
+    return sorted(set(METHODS) | set(LAZY_METHODS))
+
+
+def check_method(name: str) -> str:
+    """``name`` if it is a registered method, else a one-line UsageError listing the known ones."""
+    if not isinstance(name, str) or name not in method_names():
+        raise UsageError(f"unknown quantization method {name!r} (known: {', '.join(method_names())})")
+    return name
+
+
+def method_origin(name: str) -> str:
+    """The module that provides method ``name`` (``quantizer.methods.fqvit``, a plugin's module...)."""
+    check_method(name)
+    cls = METHODS.get(name)
+    return cls.__module__ if cls is not None else LAZY_METHODS[name].origin
+
+
+def method_description(name: str) -> str:
+    """One line describing method ``name`` (its class docstring's first line), without importing it."""
+    check_method(name)
+    cls = METHODS.get(name)
+    if cls is None:
+        return LAZY_METHODS[name].description
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return doc[0] if doc else ""
+
+
+def method_class(name: str) -> type[Method]:
+    """The class of method ``name``, importing it if it was registered lazily (built-ins import torch)."""
+    check_method(name)
+    cls = METHODS.get(name)
+    if cls is None:
+        module, _, qualname = LAZY_METHODS[name].target.partition(":")
+        cls = getattr(importlib.import_module(module), qualname)
+        METHODS.setdefault(name, cls)
+    return cls
+
+
+def all_methods() -> dict[str, type[Method]]:
+    """Every registered method's class by name (imports the lazily registered ones)."""
+    return {name: method_class(name) for name in method_names()}
+
+
+def get_method(name: str) -> Method:
+    """A fresh instance of method ``name``; a one-line UsageError for an unknown one."""
+    return method_class(name)()
 
 
 def check_support(method: Method, model: "nn.Module", model_name: str) -> None:
@@ -103,32 +252,7 @@ def check_support(method: Method, model: "nn.Module", model_name: str) -> None:
     if method.supports(model):
         return
     family = family_of(model) or "unknown"
-    others = sorted(name for name, cls in METHODS.items() if name != method.name and family in cls.families)
+    others = sorted(name for name, cls in all_methods().items() if name != method.name and family in cls.families)
     hint = f"; methods for {family}: {', '.join(others)}" if others else ""
     raise UnsupportedModelError(f"method {method.name!r} does not support {model_name} (family {family}; it "
                                 f"supports {', '.join(method.families) or 'nothing yet'}){hint}")
-
-
-def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a Method available by its ``name``."""
-    METHODS[cls.name] = cls
-    return cls
-
-
-def get_method(name: str) -> Method:
-    _load_builtins()
-    cls = METHODS.get(name)
-    if cls is None:
-        raise UsageError(f"unknown quantization method {name!r} (known: {', '.join(sorted(METHODS))})")
-    return cls()
-
-
-def _load_builtins() -> None:
-    import importlib
-
-    for module in ("fqvit", "p2vit", "trio"):
-        try:
-            importlib.import_module(f"quantizer.methods.{module}")
-        except ModuleNotFoundError as exc:  # a method not written yet
-            if exc.name != f"quantizer.methods.{module}":
-                raise

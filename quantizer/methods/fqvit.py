@@ -29,17 +29,19 @@ input_quant         auto, true, false         quantize the image (auto: not for 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import torch
 from timm.layers import Format, Mlp, nchw_to
 from timm.layers.attention import Attention
 from timm.layers.patch_embed import PatchEmbed
-from timm.models.swin_transformer import PatchMerging, SwinTransformer, SwinTransformerBlock, WindowAttention
+from timm.models.swin_transformer import (
+    PatchMerging, SwinTransformer, SwinTransformerBlock, SwinTransformerStage, WindowAttention,
+)
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.calibrate import calibrate_model
 from quantizer.core.bits import BitType, check_bits
 from quantizer.core.modules import QAct, QConv2d, QIntLayerNorm, QIntSoftmax, QLinear, QMatMul, QuantFormat
@@ -120,6 +122,7 @@ class FqVitRecipe:
         input_quant = _option(options, "input_quant", "auto")
         act = QuantFormat(BitType(a_bits, signed=False), "tensor", cfg.observer)
         residual = QuantFormat(act.bit_type, "channel", "ptf") if cfg.ptf else act
+        assert cfg.ptf is not None and cfg.lis is not None  # QuantConfig resolves them to bools
         return cls(
             act=act, residual=residual,
             weights=(QuantFormat(BitType(w_bits, signed=True), "channel", "minmax"),),
@@ -233,6 +236,8 @@ class QWindowAttention(_QAttentionBase):
     -> qact_table, logits + bias -> qact2 (LIS reads its scale; the shift mask is added after it), attn·v ->
     qact3, proj -> qact4."""
 
+    relative_position_index: Tensor
+
     def __init__(self, attn: nn.Module, recipe: FqVitRecipe) -> None:
         super().__init__()
         if type(attn) is not WindowAttention:
@@ -240,7 +245,8 @@ class QWindowAttention(_QAttentionBase):
         self.num_heads, self.scale = attn.num_heads, attn.scale
         self.window_size, self.window_area = attn.window_size, attn.window_area
         self.relative_position_bias_table = attn.relative_position_bias_table
-        self.register_buffer("relative_position_index", attn.relative_position_index, persistent=False)
+        self.register_buffer("relative_position_index", attn.get_buffer("relative_position_index"),
+                             persistent=False)
         self.qkv = recipe.linear(attn.qkv)
         self.qact1 = recipe.qact()
         self.matmul_qk, self.matmul_av = recipe.matmuls()
@@ -301,6 +307,7 @@ class QPatchEmbed(PatchEmbed):
     """Patch embedding: conv (QConv2d) -> tokens -> [qact_before_norm -> integer LayerNorm] -> qact."""
 
     qact: QAct
+    qact_before_norm: QAct  # only with a LayerNorm
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.proj(x)
@@ -317,7 +324,7 @@ class QPatchEmbed(PatchEmbed):
 def _quantize_patch_embed(embed: nn.Module, recipe: FqVitRecipe) -> None:
     if type(embed) is not PatchEmbed or getattr(embed, "dynamic_img_pad", False):
         raise UsageError(f"fqvit supports the plain timm PatchEmbed, found {type(embed).__name__}")
-    embed.proj = recipe.conv(embed.proj)
+    setattr(embed, "proj", recipe.conv(embed.proj))  # surgery: timm declares proj an nn.Conv2d
     if isinstance(embed.norm, nn.LayerNorm):
         embed.qact_before_norm = recipe.qact()
         embed.norm = recipe.layernorm(embed.norm, recipe.act)
@@ -346,8 +353,9 @@ class QBlock(Block):
 def _quantize_block(block: nn.Module, recipe: FqVitRecipe) -> None:
     if type(block) is not Block:
         raise UsageError(f"fqvit supports the timm ViT Block, found {type(block).__name__}")
-    dim = block.norm1.normalized_shape[0]
-    block.norm1 = recipe.layernorm(block.norm1)
+    norm1 = recipe.layernorm(block.norm1)
+    dim = norm1.normalized_shape[0]
+    block.norm1 = norm1
     block.qact1 = recipe.qact()
     block.attn = QAttention(block.attn, recipe)
     block.qact2 = recipe.residual_qact(dim)
@@ -363,19 +371,28 @@ class FqVitVisionTransformer(VisionTransformer):
     + qact_pos(pos_embed) -> qact1 (PTF) -> blocks -> final LN -> qact2 -> cls token -> head -> act_out.
     Average-pooling variants: blocks -> [LN -> qact2] -> mean -> qact3 -> [fc_norm LN -> qact4] -> head."""
 
+    qact_input: nn.Module  # QAct, or Identity for inputs already on an 8-bit grid
+    qact_embed: QAct
+    qact_pos: QAct
+    qact1: QAct
+    qact2: nn.Module  # qact2..qact4: QAct where that part of the model exists, else Identity
+    qact3: nn.Module
+    qact4: nn.Module
+    act_out: nn.Module  # QAct after a linear head, else Identity
+
     def _pos_embed(self, x: Tensor) -> Tensor:
         prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
         x = self.qact_embed(torch.cat([*prefix, x], dim=1))
         return self.qact1(self.pos_drop(x + self.qact_pos(self.pos_embed)))
 
-    def forward_features(self, x: Tensor, attn_mask: Tensor | None = None,  # type: ignore[override]
+    def forward_features(self, x: Tensor, attn_mask: Tensor | None = None,
                          is_causal: bool = False) -> Tensor:
         if attn_mask is not None or is_causal:
             raise UsageError("fqvit models do not support attention masks")
         x = self.patch_embed(self.qact_input(x))
         x = self.norm_pre(self.patch_drop(self._pos_embed(x)))
         in_q = self.qact1
-        for block in self.blocks:
+        for block in cast("Iterable[QBlock]", self.blocks):  # prepare_vit made every block a QBlock
             x = block(x, in_q)
             in_q = block.qact4
         if isinstance(self.norm, QIntLayerNorm):
@@ -470,11 +487,11 @@ def _quantize_swin_block(block: nn.Module, recipe: FqVitRecipe, input_format: Qu
         raise UsageError(f"fqvit supports the timm SwinTransformerBlock, found {type(block).__name__}")
     block.norm1 = recipe.layernorm(block.norm1, input_format)
     block.qact1 = recipe.qact()
-    block.attn = QWindowAttention(block.attn, recipe)
+    setattr(block, "attn", QWindowAttention(block.attn, recipe))  # surgery: timm declares a WindowAttention
     block.qact2 = recipe.residual_qact(block.dim)
     block.norm2 = recipe.layernorm(block.norm2)
     block.qact3 = recipe.qact()
-    block.mlp = QMlp(block.mlp, recipe)
+    setattr(block, "mlp", QMlp(block.mlp, recipe))  # and an Mlp
     block.qact4 = recipe.residual_qact(block.dim)
     block.__class__ = QSwinBlock
 
@@ -500,7 +517,7 @@ def _quantize_patch_merging(merge: nn.Module, recipe: FqVitRecipe) -> None:
         raise UsageError(f"fqvit supports the timm PatchMerging, found {type(merge).__name__}")
     merge.norm = recipe.layernorm(merge.norm)
     merge.qact1 = recipe.qact()
-    merge.reduction = recipe.linear(merge.reduction)
+    setattr(merge, "reduction", recipe.linear(merge.reduction))  # surgery: timm declares an nn.Linear
     merge.qact2 = recipe.residual_qact(merge.out_dim)
     merge.__class__ = QPatchMerging
 
@@ -509,14 +526,19 @@ class FqVitSwinTransformer(SwinTransformer):
     """timm SwinTransformer with FQ-ViT's quantizers: input -> patch embedding (LN inside) -> stages (patch
     merging, blocks) -> final LN -> qact2 -> average pool -> qact3 -> head -> act_out."""
 
+    qact_input: nn.Module  # QAct, or Identity for inputs already on an 8-bit grid
+    qact2: QAct
+    qact3: QAct
+    act_out: nn.Module  # QAct after a linear head, else Identity
+
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.patch_embed(self.qact_input(x))
         in_q = self.patch_embed.qact
-        for stage in self.layers:
+        for stage in cast("Iterable[SwinTransformerStage]", self.layers):
             if isinstance(stage.downsample, QPatchMerging):
                 x = stage.downsample(x, in_q)
                 in_q = stage.downsample.qact2
-            for block in stage.blocks:
+            for block in cast("Iterable[QSwinBlock]", stage.blocks):  # prepare_swin made them QSwinBlocks
                 x = block(x, in_q)
                 in_q = block.qact4
         return self.qact2(self.norm(x, in_q, self.qact2))
@@ -535,6 +557,7 @@ def prepare_swin(model: SwinTransformer, recipe: FqVitRecipe) -> None:
     _quantize_patch_embed(model.patch_embed, recipe)
     input_format = recipe.act  # the patch embedding's output quantizer is per tensor (FQ-ViT)
     for stage in model.layers:
+        assert isinstance(stage, SwinTransformerStage)
         if not isinstance(stage.downsample, nn.Identity):
             _quantize_patch_merging(stage.downsample, recipe)
             input_format = recipe.residual

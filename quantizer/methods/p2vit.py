@@ -44,12 +44,14 @@ hessian_images     16 (1..4096)                            mixed: calibration im
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import torch
+from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock, SwinTransformerStage
+from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.calibrate import calibrate_model, set_mode
 from quantizer.core.bits import BitType, check_bits
 from quantizer.core.modules import QAct, QIntLayerNorm, QLinear, QuantFormat, _QWeighted
@@ -167,6 +169,7 @@ def build_recipe(cfg: QuantConfig, opts: P2VitOptions) -> FqVitRecipe:
                QuantFormat(BitType(8, True), "tensor", "minmax", rounding)]
     extra_bits = {w_bits, opts.embed_head_bits} - {0, 4, 8}
     weights += [QuantFormat(BitType(b, True), "channel", "minmax", rounding) for b in sorted(extra_bits)]
+    assert cfg.ptf is not None and cfg.lis is not None  # QuantConfig resolves them to bools
     return FqVitRecipe(
         act=act, residual=residual, weights=tuple(weights),
         conventions=Conventions(sym_denominator=opts.sym_denominator),  # type: ignore[arg-type]
@@ -183,7 +186,7 @@ class P2Block(QBlock):
     qact2 (PTF) -> LN2 (output grid s_fc1_in·t_fc1) -> MLP -> residual -> qact4 (PTF)."""
 
     def forward(self, x: Tensor, in_q: QAct) -> Tensor:  # type: ignore[override]
-        qkv, fc1 = self.attn.qkv, self.mlp.fc1
+        qkv, fc1 = cast(QSmoothLinear, self.attn.qkv), cast(QSmoothLinear, self.mlp.fc1)  # set by _rewrite_block
         h = self.norm1(x, in_q, qkv, qkv.scale)
         x = self.qact2(x + self.drop_path1(self.ls1(self.attn(h))))
         h = self.norm2(x, self.qact2, fc1, fc1.scale)  # the MLP's own factors (P3)
@@ -195,7 +198,7 @@ class P2SwinBlock(QSwinBlock):
 
     def forward(self, x: Tensor, in_q: QAct) -> Tensor:  # type: ignore[override]
         batch, height, width, channels = x.shape
-        qkv, fc1 = self.attn.qkv, self.mlp.fc1
+        qkv, fc1 = cast(QSmoothLinear, self.attn.qkv), cast(QSmoothLinear, self.mlp.fc1)  # set by _rewrite_block
         h = self.norm1(x, in_q, qkv, qkv.scale)
         x = self.qact2(x + self.drop_path1(self._attn(h))).reshape(batch, -1, channels)
         h = self.norm2(x, self.qact2, fc1, fc1.scale)
@@ -229,8 +232,16 @@ def _rewrite_block(block: nn.Module, recipe: FqVitRecipe, opts: P2VitOptions, di
 
 def _blocks(model: nn.Module) -> list[tuple[nn.Module, int]]:
     if family_of(model) == "vit":
+        assert isinstance(model, VisionTransformer)
         return [(b, model.embed_dim) for b in model.blocks]
-    return [(b, b.dim) for stage in model.layers for b in stage.blocks]
+    assert isinstance(model, SwinTransformer)
+    blocks: list[tuple[nn.Module, int]] = []
+    for stage in model.layers:
+        assert isinstance(stage, SwinTransformerStage)
+        for b in stage.blocks:
+            assert isinstance(b, SwinTransformerBlock)
+            blocks.append((b, b.dim))
+    return blocks
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, _QWeighted]]:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quantizer.calibrate import set_mode
-from quantizer.core.modules import QConv2d
+from quantizer.core.modules import QConv2d, _QWeighted
 from quantizer.methods.p2vit import P2VitOptions, embed_head_names, select_bits, weight_format_name, weight_layers
 from quantizer.methods.p2vit_smooth import QSmoothLinear
 
@@ -51,7 +51,7 @@ def layer_macs(model: nn.Module, image: Tensor) -> dict[str, int]:
     counts: dict[str, int] = {}
     hooks = []
     for name, layer in weight_layers(model):
-        def hook(mod: nn.Module, args: tuple[Tensor, ...], out: Tensor, name: str = name) -> None:
+        def hook(mod: _QWeighted, args: tuple[Tensor, ...], out: Tensor, name: str = name) -> None:
             w = mod.weight
             per_output = w[0].numel() if isinstance(mod, QConv2d) else w.shape[1]
             counts[name] = counts.get(name, 0) + out.numel() * per_output

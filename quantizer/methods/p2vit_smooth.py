@@ -14,7 +14,7 @@ float output. The float output propagates, so calibration proceeds on float acti
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,9 @@ class QSmoothLinear(QLinear):
     input grids are ``input_quantizers[bt]``. ``channel_absmax`` holds a_c from the calibration pass.
     """
 
-    def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None, *, weight_formats: Sequence[QuantFormat],
+    channel_absmax: Tensor
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, *, weight_formats: Sequence[QuantFormat],
                  act_format: QuantFormat, alphas: Sequence[float], out_bits: int | None = None,
                  conventions: Conventions = Conventions()) -> None:
         super().__init__(weight, bias, weight_formats=weight_formats, act_format=act_format, out_bits=out_bits,
@@ -65,7 +67,7 @@ class QSmoothLinear(QLinear):
 
     @classmethod
     def from_qlinear(cls, layer: QLinear, alphas: Sequence[float], conventions: Conventions) -> "QSmoothLinear":
-        formats = [q.fmt for q in layer.weight_quantizers.values()]  # type: ignore[union-attr]
+        formats = [cast(UniformQuantizer, q).fmt for q in layer.weight_quantizers.values()]
         new = cls(layer.weight, layer.bias, weight_formats=formats, act_format=layer.act_format, alphas=alphas,
                   out_bits=layer.out_bits, conventions=conventions)
         new.weight_format.copy_(layer.weight_format)
@@ -82,7 +84,7 @@ class QSmoothLinear(QLinear):
 
     @property
     def input_quantizer(self) -> UniformQuantizer:
-        return self.input_quantizers[self.active_name]  # type: ignore[return-value]
+        return cast(UniformQuantizer, self.input_quantizers[self.active_name])
 
     @property
     def quantizing(self) -> bool:
@@ -139,7 +141,7 @@ class QSmoothLinear(QLinear):
                 if name not in best or err < best[name]:
                     best[name] = err
                     w_q.set_grid(trial.scale, trial.zero_point)
-                    self.input_quantizers[name].set_grid(in_q.scale, in_q.zero_point)  # type: ignore[operator]
+                    cast(UniformQuantizer, self.input_quantizers[name]).set_grid(in_q.scale, in_q.zero_point)
                     getattr(self, f"smooth_{name}").copy_(t)
                     getattr(self, f"alpha_{name}").fill_(self.alphas[index] if self.alphas else float("nan"))
         self._candidates = []

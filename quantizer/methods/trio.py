@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.bits import check_bits
 from quantizer.core.spec import QuantSpec
 from quantizer.methods.base import Method, QuantConfig, register_method
@@ -26,7 +26,7 @@ from quantizer.methods.trio_quant import (
 from quantizer.methods.trio_recon import ReconSettings, Unit, collect, init_act_ranges, quantile_of, reconstruct
 
 if TYPE_CHECKING:
-    from timm.models.efficientvit_mit import EfficientVit
+    from timm.models.efficientvit_mit import ClassifierHead, EfficientVit, LiteMLA, ResidualBlock
 
 __all__ = ["NonFiniteError", "QResidual", "TrioOptions", "TrioVit", "build_units"]
 
@@ -162,6 +162,9 @@ class _Builder:
         if isinstance(cna, nn.Conv2d):
             conv, norm, act = _plain_conv(cna), None, None
         else:
+            from timm.models.efficientvit_mit import ConvNormAct
+
+            assert isinstance(cna, ConvNormAct)  # EfficientViT's convs are ConvNormActs or bare Conv2ds
             conv, norm, act = _plain_conv(cna.conv), cna.norm, _fresh_act(cna.act)
         weight, bias = fold_bn(conv, norm)
         wb = self.w_bits if w_bits is None else w_bits
@@ -178,7 +181,7 @@ class _Builder:
         layer.quant_spec = self._spec("conv2d", layer, wb, in_bits, out_bits, extra)
         return layer
 
-    def linear(self, lin: nn.Linear, role: str, *, in_q: ActQuantizer, out_q: ActQuantizer | None,
+    def linear(self, lin: nn.Module, role: str, *, in_q: ActQuantizer, out_q: ActQuantizer | None,
                w_bits: int | None = None) -> QLinear:
         if type(lin) is not nn.Linear:
             raise UsageError(f"trio: unsupported linear type {type(lin).__name__}")
@@ -203,34 +206,36 @@ class _Builder:
                          extra=extra)
 
     # --- blocks --------------------------------------------------------------------------------------------
-    def residual(self, block: nn.Module) -> QResidual:
+    def residual(self, block: ResidualBlock) -> QResidual:
         from timm.models.efficientvit_mit import DSConv, LiteMLA, MBConv
 
         if not isinstance(block.pre_norm, nn.Identity) or not isinstance(block.shortcut, (nn.Identity, type(None))):
             raise UsageError("trio: only residual blocks with identity (or no) shortcut and no pre-norm are supported")
         main, a = block.main, self.a_bits
+        # Module surgery by setattr: timm declares these attributes as ConvNormAct, we put QConv2ds there.
         if isinstance(main, DSConv):
-            main.depth_conv = self.conv(main.depth_conv, "dsconv_dw", in_bits=a, out_q=self.act_q("output"),
-                                        out_bits=a)
-            main.point_conv = self.conv(main.point_conv, "dsconv_pw", in_bits=a, out_q=self.act_q("output"),
-                                        out_bits=a)
+            setattr(main, "depth_conv", self.conv(main.depth_conv, "dsconv_dw", in_bits=a,
+                                                  out_q=self.act_q("output"), out_bits=a))
+            setattr(main, "point_conv", self.conv(main.point_conv, "dsconv_pw", in_bits=a,
+                                                  out_q=self.act_q("output"), out_bits=a))
         elif isinstance(main, MBConv):
-            main.inverted_conv = self.conv(main.inverted_conv, "mbconv_expand", in_bits=a, out_bits=a)
-            main.depth_conv = self.conv(main.depth_conv, "mbconv_dw", in_bits=a, out_bits=a,
-                                        in_q=self.act_q("dw_input"), migrate=self.opts.migration)
-            main.point_conv = self.conv(main.point_conv, "mbconv_pw", in_bits=a, out_bits=a,
-                                        in_q=self.act_q("pw_input"), shift=self.opts.shifting)
+            setattr(main, "inverted_conv", self.conv(main.inverted_conv, "mbconv_expand", in_bits=a, out_bits=a))
+            setattr(main, "depth_conv", self.conv(main.depth_conv, "mbconv_dw", in_bits=a, out_bits=a,
+                                                  in_q=self.act_q("dw_input"), migrate=self.opts.migration))
+            setattr(main, "point_conv", self.conv(main.point_conv, "mbconv_pw", in_bits=a, out_bits=a,
+                                                  in_q=self.act_q("pw_input"), shift=self.opts.shifting))
         elif isinstance(main, LiteMLA):
             main = self.attention(main)
         else:
             raise UsageError(f"trio: unsupported EfficientViT block {type(main).__name__}")
         return QResidual(main, block.shortcut, self.act_q("residual" if block.shortcut is not None else "output"))
 
-    def attention(self, mla: nn.Module) -> QLiteMLA:
+    def attention(self, mla: LiteMLA) -> QLiteMLA:
         a = self.a_bits
         qkv = self.conv(mla.qkv, "attn_qkv", in_bits=a, out_q=self.act_q("output"), out_bits=a)
         aggreg = nn.ModuleList()
         for seq in mla.aggreg:
+            assert isinstance(seq, nn.Sequential)  # timm builds each aggregation as a Sequential
             if len(seq) != 2:
                 raise UsageError("trio: unexpected LiteMLA aggregation (expected a DW conv and a grouped 1x1 conv)")
             aggreg.append(nn.Sequential(
@@ -241,38 +246,41 @@ class _Builder:
                         window=self.opts.divisor_window)
 
     def model(self, model: "EfficientVit") -> None:
-        from timm.models.efficientvit_mit import EfficientVitBlock, ResidualBlock
+        from timm.models.efficientvit_mit import EfficientVitBlock, EfficientVitStage, ResidualBlock
 
         edge = 8 if self.opts.head_stem_8bit else None
         a = self.a_bits
         stem = model.stem
-        stem.in_conv = self.conv(stem.in_conv, "stem", in_bits=edge or a, in_q=self.act_q("input", edge),
-                                 out_q=self.act_q("output"), out_bits=a, w_bits=edge)
+        stem.in_conv = self.conv(stem.get_submodule("in_conv"), "stem", in_bits=edge or a,
+                                 in_q=self.act_q("input", edge), out_q=self.act_q("output"), out_bits=a, w_bits=edge)
         for name, child in list(stem.named_children()):
             if name != "in_conv":
+                assert isinstance(child, ResidualBlock)  # the stem is in_conv then residual blocks
                 setattr(stem, name, self.residual(child))
         for stage in model.stages:
+            assert isinstance(stage, EfficientVitStage)
             for j, blk in enumerate(stage.blocks):
                 if isinstance(blk, EfficientVitBlock):
-                    blk.context_module = self.residual(blk.context_module)
-                    blk.local_module = self.residual(blk.local_module)
+                    setattr(blk, "context_module", self.residual(blk.context_module))  # surgery, as in residual
+                    setattr(blk, "local_module", self.residual(blk.local_module))
                 elif isinstance(blk, ResidualBlock):
                     stage.blocks[j] = self.residual(blk)
                 else:
                     raise UsageError(f"trio: unsupported stage block {type(blk).__name__}")
         self.head(model.head)
 
-    def head(self, head: nn.Module) -> None:
+    def head(self, head: ClassifierHead) -> None:
         cls = head.classifier
         kinds = [type(m) for m in cls]
         if kinds[:2] != [nn.Linear, nn.LayerNorm] or kinds[-1] is not nn.Linear:
             raise UsageError("trio: unsupported classifier head (expected Linear, LayerNorm, ..., Linear)")
         edge = 8 if self.opts.head_stem_8bit else None
-        head.in_conv = self.conv(head.in_conv, "head_conv", in_bits=self.a_bits, out_q=self.act_q("output"),
-                                 out_bits=self.a_bits)
+        setattr(head, "in_conv", self.conv(head.in_conv, "head_conv", in_bits=self.a_bits,
+                                           out_q=self.act_q("output"), out_bits=self.a_bits))  # surgery
         cls[0] = self.linear(cls[0], "head_fc", in_q=self.act_q("pooled"), out_q=self.act_q("output"))
-        cls[1].quant_spec = QuantSpec(kind="layernorm", act_bits=self.a_bits, out_bits=32, weight_bits=None,
-                                      extra={"layernorm": "float"})
+        # quant_spec: a plain attribute added to timm's float LayerNorm, which nn.Module's typing does not know
+        cls[1].quant_spec = QuantSpec(kind="layernorm", act_bits=self.a_bits,  # type: ignore[assignment]
+                                      out_bits=32, weight_bits=None, extra={"layernorm": "float"})
         last = len(cls) - 1
         cls[last] = self.linear(cls[last], "classifier", in_q=self.act_q("classifier_input", edge), out_q=None,
                                 w_bits=edge)
@@ -280,10 +288,12 @@ class _Builder:
 
 def build_units(model: nn.Module) -> list[Unit]:
     """The reconstruction units of a prepared EfficientViT, in forward order (their chain equals the model)."""
-    from timm.models.efficientvit_mit import EfficientVitBlock
+    from timm.models.efficientvit_mit import EfficientVit, EfficientVitBlock, EfficientVitStage
 
+    assert isinstance(model, EfficientVit)  # trio prepares EfficientViTs only
     units = [Unit(f"stem.{name}", child, child) for name, child in model.stem.named_children()]
     for i, stage in enumerate(model.stages):
+        assert isinstance(stage, EfficientVitStage)
         for j, blk in enumerate(stage.blocks):
             prefix = f"stages.{i}.blocks.{j}"
             if isinstance(blk, EfficientVitBlock):

@@ -7,15 +7,18 @@ D̂ = 2^e with a 4-bit exponent e ∈ [−6, 9], so the division is a right/left
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.spec import QuantSpec
 from quantizer.methods.trio_quant import ActQuantizer, QConv2d, Switchable
+
+if TYPE_CHECKING:
+    from timm.models.efficientvit_mit import LiteMLA
 
 DivisorRounding = Literal["linear", "log"]
 DIVISOR_RULES: tuple[str, ...] = ("linear", "log")
@@ -50,6 +53,8 @@ class Log2Divisor(Switchable):
     (the reference code's fixed window [−6, 9], in real units) and moved by calibration when the window is
     ``calibrated`` (the top exponent then covers the largest calibration divisor).
     """
+
+    exp_min: Tensor
 
     def __init__(self, rule: DivisorRounding, act_bits: int, eps: float, window: str) -> None:
         super().__init__()
@@ -95,7 +100,7 @@ class Log2Divisor(Switchable):
 class QLiteMLA(nn.Module):
     """Drop-in replacement of timm's LiteMLA with Trio-ViT's quantization points (float when switched off)."""
 
-    def __init__(self, src: nn.Module, qkv: QConv2d, aggreg: nn.ModuleList, proj: QConv2d, *, a_bits: int,
+    def __init__(self, src: LiteMLA, qkv: QConv2d, aggreg: nn.ModuleList, proj: QConv2d, *, a_bits: int,
                  rule: DivisorRounding, window: str) -> None:
         super().__init__()
         self.dim: int = src.dim

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archsim.errors import ArchsimError, UsageError
+from quantizer.errors import QuantizerError, UsageError
 from quantizer.core.bits import BitType
 from quantizer.core.spec import QuantSpec
 
@@ -28,7 +28,7 @@ _TINY = 1e-12
 _SEARCH_CHUNK = 1 << 18  # elements per block of the range search (big blocks: few, cheap tensor ops)
 
 
-class NonFiniteError(ArchsimError):
+class NonFiniteError(QuantizerError):
     """The quantized model produced NaN or infinity during calibration (the reference code called exit())."""
 
 
@@ -109,6 +109,9 @@ class Switchable(nn.Module):
 class ActQuantizer(Switchable):
     """Per-tensor asymmetric activation quantizer (unsigned grid, zero point) with a learnable step size."""
 
+    scale: Tensor
+    zero_point: Tensor
+
     def __init__(self, bits: int, role: str) -> None:
         super().__init__()
         self.bit_type = BitType(bits, signed=False)
@@ -142,6 +145,10 @@ class WeightQuantizer(Switchable):
     ``baked`` buffer set, after which the quantizer passes weights through (they are already on the grid).
     """
 
+    scale: Tensor
+    zero_point: Tensor
+    baked: Tensor
+
     def __init__(self, out_channels: int, bits: int, symmetric: bool) -> None:
         super().__init__()
         self.bit_type = BitType(bits, signed=symmetric)
@@ -172,6 +179,7 @@ class WeightQuantizer(Switchable):
         elif self.alpha is not None:
             offset = (self.alpha >= 0).to(w.dtype)
         else:
+            assert self.round_up is not None  # both None returned above
             offset = self.round_up.to(w.dtype)
         return (torch.clamp(base + offset + z, qmin, qmax) - z) * s
 
@@ -302,7 +310,7 @@ class QConv2d(QLayer):
         if self.in_q is not None:
             x = self.in_q(x)
         w = self.qweight()
-        b = self.bias
+        b: Tensor | None = self.bias
         if self.shift is not None:
             assert b is not None
             b = b + self.shift_compensation(w)

@@ -126,7 +126,8 @@ def init_act_ranges(model: nn.Module, units: Sequence[Unit], batches: list[Tenso
     per_call = max(1, sample_budget // len(batches))
     xs = batches
     for unit in units:
-        targets: list[nn.Module] = [*_act_quantizers(unit), *(d for d in _divisors(unit) if d.window == "calibrated")]
+        targets: list[ActQuantizer | Log2Divisor] = [
+            *_act_quantizers(unit), *(d for d in _divisors(unit) if d.window == "calibrated")]
         if targets:
             with quant_mode(model, weights=True, acts=False):
                 cols = collect(model, targets, xs, per_call, gen, channels=False, run=unit.run,

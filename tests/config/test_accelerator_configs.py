@@ -17,7 +17,7 @@ def test_trio_is_the_published_engine() -> None:
     assert (rmac.lanes, rmac.pes, rmac.groups) == (8, 8, 16)  # M x N x L
     assert mat.peak_macs_per_cycle + rmac.peak_macs_per_cycle == 2048
     assert mat.dsps + rmac.dsps == 1024  # two 8-bit multiplies per DSP
-    assert cfg.clock_mhz == 200 and cfg.raw.mapping.policy == "trio"
+    assert cfg.clock_mhz == 200 and cfg.mapping.policy == "trio"
     assert cfg.stream_buffer() == "aux_buf"
     budget_kib = 912 * 36 * 1024 / 8 / 1024  # ZCU102 BRAM36
     assert sum(b.capacity_kib for b in cfg.buffers.values()) <= budget_kib
@@ -35,17 +35,17 @@ def test_every_parameter_line_names_its_source(path) -> None:
 
 def test_p2vit_variants_differ_only_in_requantization() -> None:
     pot, flt = load_config(P2VIT), load_config(P2VIT_FP)
-    assert pot.engines["pe"] == flt.engines["pe"] and pot.raw.buffers == flt.raw.buffers
-    assert pot.raw.defaults.scale_kind == "pot" and flt.raw.defaults.scale_kind == "float"
+    assert pot.engines["pe"] == flt.engines["pe"] and pot.buffers == flt.buffers
+    assert pot.defaults.scale_kind == "pot" and flt.defaults.scale_kind == "float"
     assert pot.engines["pe"].dataflow == "row_stationary"
-    assert pot.raw.mapping.pipeline.inter_layer and pot.raw.mapping.pipeline.intra_layer
-    assert pot.raw.quant is not None and flt.raw.quant is not None
-    assert pot.raw.quant.method == flt.raw.quant.method == "p2vit"
-    assert pot.raw.quant.options == {} and flt.raw.quant.options == {"scale_rounding": "float"}
+    assert pot.mapping.pipeline.inter_layer and pot.mapping.pipeline.intra_layer
+    assert pot.quant is not None and flt.quant is not None
+    assert pot.quant.method == flt.quant.method == "p2vit"
+    assert pot.quant.options == {} and flt.quant.options == {"scale_rounding": "float"}
 
 
 @pytest.mark.parametrize("override, message", [
-    ("mapping.policy=eyeriss", r"mapping\.policy: must be one of 'generic', 'trio' or 'p2vit', got 'eyeriss'"),
+    ("mapping.policy=eyeriss", r"mapping\.policy: unknown mapping policy 'eyeriss' \(known: generic, p2vit, trio\)"),
     ("engines.pe.dataflow=weight_stationary", r"engines\.pe\.dataflow: must be one of"),
     ("mapping.pipeline.min_tiles=0", r"mapping\.pipeline\.min_tiles: must be a positive integer, got 0"),
     ("engines.pe.multipliers_per_dsp=-1", r"engines\.pe\.multipliers_per_dsp: must be a positive integer"),
@@ -60,7 +60,7 @@ def test_bad_new_keys_are_one_line_errors(override: str, message: str) -> None:
 
 def test_generic_keeps_its_defaults() -> None:
     cfg = load_config(GENERIC)
-    assert cfg.raw.mapping.policy == "generic" and cfg.raw.mapping.pipeline.min_tiles == 1
+    assert cfg.mapping.policy == "generic" and cfg.mapping.pipeline.min_tiles == 1
     assert cfg.stream_buffer() is None and cfg.engines["pe"].dataflow == "output_stationary"
 
 

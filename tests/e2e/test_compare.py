@@ -42,7 +42,7 @@ def test_several_configs_with_ratios_to_the_first(tmp_path: Path, capsys) -> Non
 
 @pytest.mark.parametrize("args, message", [
     ([str(P2VIT), "--workload", str(MLP_YAML)], "give two or more configs, or one config with --set"),
-    ([str(P2VIT), "--set", "mapping.policy=nope", "--workload", str(MLP_YAML)], "mapping.policy: must be one of"),
+    ([str(P2VIT), "--set", "mapping.policy=nope", "--workload", str(MLP_YAML)], "mapping.policy: unknown mapping policy"),
     ([str(P2VIT), "missing.yaml", "--workload", str(MLP_YAML)], "missing.yaml: no such file"),
     ([str(P2VIT), str(TRIO)], "give exactly one of --model"),
 ])

@@ -170,6 +170,6 @@ def test_turning_a_pipeline_off_never_speeds_a_run_up(tmp_path: Path, path, over
 
 def test_generic_policy_is_the_default_and_ignores_role_classes() -> None:
     cfg = load_config(GENERIC)
-    assert cfg.raw.mapping.policy == "generic"
+    assert cfg.mapping.policy == "generic"
     graph = build_taskgraph(load_yaml_workload(MLP_YAML), cfg)
     assert all(not t.tail for t in graph.tasks)

@@ -92,7 +92,7 @@ def test_tile_that_can_never_fit_is_reported() -> None:
 def test_weights_larger_than_buffer_are_tiled(generic_cfg) -> None:
     graph = build_taskgraph(mlp(), generic_cfg)
     fc1 = graph.groups[0][0]
-    wgt_work = generic_cfg.raw.buffers["wgt_buf"].capacity_bytes
+    wgt_work = generic_cfg.buffers["wgt_buf"].capacity_bytes
     assert fc1.tiles * wgt_work >= 2 * fc1.weight_dram_bytes  # double-buffered weight tiles fit
 
 
@@ -109,4 +109,4 @@ def test_non_mac_weights_are_tiled_by_row(generic_cfg) -> None:
     y = Tensor("y", (1, 197, 768))
     w = make_workload("pos", [x, pos, y], [Op("add", "eltwise", ("x",), "y", ("pos",), {"fn": "add"})])
     graph = build_taskgraph(w, generic_cfg)
-    assert graph.tasks[0].tiles >= 2 * pos.nbytes // generic_cfg.raw.buffers["wgt_buf"].capacity_bytes
+    assert graph.tasks[0].tiles >= 2 * pos.nbytes // generic_cfg.buffers["wgt_buf"].capacity_bytes

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.data import PREPROCESSING, ImageFolderData, SyntheticData, preprocessing_for
 
 SIZE = 32

@@ -9,8 +9,8 @@ from types import ModuleType
 import pytest
 import torch
 
-from archsim.errors import UsageError
-from archsim.workloads import zoo
+from quantizer.errors import UsageError
+from quantizer import zoo
 from quantizer.core.spec import QuantSpec, collect_specs
 from quantizer.data import SyntheticData
 from quantizer.io import FORMAT, FORMAT_VERSION, load_quantized, read_quantized, save_quantized

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,9 +64,11 @@ def test_timeline_is_fast_with_a_whole_model(result: Result, tmp_path: Path) -> 
         for i, s in enumerate(starts)
     )
     big = replace(result, spans=spans, latency_cycles=5_000_400)
-    began = time.perf_counter()
+    # what keeps a whole model cheap to draw: one broken_barh per row and category, never one artist per span
+    ax = render_timeline(big).axes[0]
+    assert len(ax.collections) <= len(components) * len(categories)
+    assert sum(len(c.get_paths()) for c in ax.collections) <= len(spans)
     write_timeline_png(big, tmp_path / "timeline.png")
-    assert time.perf_counter() - began < 10.0
     assert_png(tmp_path / "timeline.png")
 
 

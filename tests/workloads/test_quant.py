@@ -10,7 +10,8 @@ from archsim.mapping.assign import op_classes
 from archsim.mapping.schedule import build_taskgraph
 from archsim.workloads.ir import Op, Tensor, Workload, make_workload
 from archsim.workloads.macs import count_macs
-from archsim.workloads.quant import QuantRequest, apply_specs, owner_of, with_scale_kind
+from archsim.workloads.bridge import QuantConfig, quant_config
+from archsim.workloads.quant import apply_specs, owner_of, with_scale_kind
 from helpers import GENERIC, P2VIT, P2VIT_FP, TRIO, mlp
 
 
@@ -30,7 +31,7 @@ def test_owner_is_the_deepest_enclosing_quantized_module() -> None:
 
 
 def test_mac_ops_get_weight_bits_scale_kind_and_requant_facts() -> None:
-    w = apply_specs(mlp(), MLP_SPECS, QuantRequest("fqvit", w_bits=4))
+    w = apply_specs(mlp(), MLP_SPECS, QuantConfig("fqvit", w_bits=4))
     fc1, fc2 = (next(op for op in w.ops if op.name == n) for n in ("fc1", "fc2"))
     assert w.tensors["fc1.weight"].bits == 4 and w.tensors["fc2.weight"].bits == 8
     assert w.tensors["fc1.weight"].nbytes * 2 == mlp().tensors["fc1.weight"].nbytes
@@ -41,7 +42,7 @@ def test_mac_ops_get_weight_bits_scale_kind_and_requant_facts() -> None:
 
 
 def test_unquantized_ops_are_untouched() -> None:
-    w = apply_specs(mlp(), {}, QuantRequest("fqvit"))
+    w = apply_specs(mlp(), {}, QuantConfig("fqvit"))
     assert [op.to_dict() for op in w.ops] == [op.to_dict() for op in mlp().ops]
 
 
@@ -61,7 +62,7 @@ def _attention_like() -> Workload:
 def test_scalar_rescale_folds_and_lis_softmax_is_4_bit_log2() -> None:
     specs = {"attn.mm1": spec("matmul"), "attn.softmax": spec("softmax", out=4, scale="log2", softmax="lis"),
              "attn.mm2": spec("matmul", lhs_bits=4)}
-    w = apply_specs(_attention_like(), specs, QuantRequest("fqvit", lis=True))
+    w = apply_specs(_attention_like(), specs, QuantConfig("fqvit", lis=True))
     assert [op.name for op in w.ops] == ["qk", "p", "o"]
     assert w.meta["folded_ops"] == 1
     ops = {op.name: op for op in w.ops}
@@ -91,7 +92,7 @@ def _divisor_like() -> Workload:
 def test_log2_divisor_becomes_leading_one_and_shift_and_quantizer_transforms_fold() -> None:
     specs = {"attn.divide": spec("divisor", out=4, scale="log2", divisor="log2", exp_bits=4),
              "fc": spec("linear", w=8, out=32)}
-    w = apply_specs(_divisor_like(), specs, QuantRequest("trio"), quant_buffers={"mig"})
+    w = apply_specs(_divisor_like(), specs, QuantConfig("trio"), quant_buffers={"mig"})
     kinds = [(op.name, op.kind) for op in w.ops]
     assert kinds == [("attn.divide.log2", "log2"), ("div.div", "divide"), ("fc", "linear")]
     log2, div, fc = w.ops
@@ -103,13 +104,13 @@ def test_log2_divisor_becomes_leading_one_and_shift_and_quantizer_transforms_fol
 
 def test_mac_op_left_at_accumulator_width_gets_no_requant_stage(generic_cfg) -> None:
     specs = {"fc1": spec("linear", w=8), "fc2": spec("linear", w=8, out=32)}
-    graph = build_taskgraph(apply_specs(mlp(), specs, QuantRequest("fqvit")), generic_cfg)
+    graph = build_taskgraph(apply_specs(mlp(), specs, QuantConfig("fqvit")), generic_cfg)
     stages = {t.name: t.requant for t in graph.tasks}
     assert stages["fc1"] is not None and stages["fc2"] is None
 
 
 def test_pot_vs_float_scales_change_requant_cost_and_nothing_else(generic_cfg) -> None:
-    base = apply_specs(mlp(), {"fc1": spec("linear", w=8), "fc2": spec("linear", w=8)}, QuantRequest("fqvit"))
+    base = apply_specs(mlp(), {"fc1": spec("linear", w=8), "fc2": spec("linear", w=8)}, QuantConfig("fqvit"))
     runs = {kind: simulate(generic_cfg, with_scale_kind(base, kind)) for kind in ("float", "pot")}
     rows = {kind: {(r.op, r.kind): r for r in res.ops} for kind, res in runs.items()}
     assert rows["float"].keys() == rows["pot"].keys()
@@ -130,53 +131,54 @@ def test_w4_weights_halve_weight_traffic_and_mac_energy(generic_cfg) -> None:
     res = {}
     for bits in (8, 4):
         specs = {n: spec("linear", w=bits) for n in ("fc1", "fc2")}
-        res[bits] = simulate(generic_cfg, apply_specs(mlp(), specs, QuantRequest("fqvit", w_bits=bits)))
+        res[bits] = simulate(generic_cfg, apply_specs(mlp(), specs, QuantConfig("fqvit", w_bits=bits)))
     assert res[4].energy_pj_by_component["pe"] == pytest.approx(res[8].energy_pj_by_component["pe"] / 2)
     assert res[4].dram_read_bytes < res[8].dram_read_bytes
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"method": "gptq"}, "unknown quantization method 'gptq'"),
+    ({"method": "gptq"}, r"unknown quantization method 'gptq' \(known: fqvit, "),  # + installed plugins'
     ({"method": "fqvit", "w_bits": 1}, "w_bits must be an integer from 2 to 8, got 1"),
     ({"method": "fqvit", "a_bits": 16}, "a_bits must be an integer from 2 to 8, got 16"),
+    ({"method": "fqvit", "observer": "max"}, "observer must be one of minmax, ema, percentile, omse, got 'max'"),
 ])
-def test_bad_requests_are_one_line_usage_errors(kwargs: dict, match: str) -> None:
+def test_bad_quant_configs_are_one_line_usage_errors(kwargs: dict, match: str) -> None:
+    """The quantizer's record validates itself; through the bridge its errors are archsim's."""
     with pytest.raises(UsageError, match=match):
-        QuantRequest(**kwargs)
+        quant_config(**kwargs)
 
 
-def test_request_describes_itself() -> None:
-    assert QuantRequest("fqvit", w_bits=4, ptf=True, lis=True).describe() == "fqvit W4A8 (ptf, lis)"
-    assert QuantRequest("", quantized="m.pt").describe() == "saved model m.pt"
+def test_quant_config_describes_itself() -> None:
+    assert QuantConfig("fqvit", w_bits=4, ptf=True, lis=True).describe() == "fqvit W4A8 (ptf, lis)"
 
 
 def test_ptf_and_lis_default_to_the_methods_recipe() -> None:
     """As in ``quantizer eval``: P2-ViT's recipe includes PTF and LIS unless turned off; the others' does not."""
-    p2 = QuantRequest("p2vit")
+    p2 = QuantConfig("p2vit")
     assert (p2.ptf, p2.lis) == (True, True)
-    assert (QuantRequest("fqvit").ptf, QuantRequest("fqvit").lis) == (False, False)
-    assert QuantRequest("p2vit", lis=False).lis is False
+    assert (QuantConfig("fqvit").ptf, QuantConfig("fqvit").lis) == (False, False)
+    assert QuantConfig("p2vit", lis=False).lis is False
 
 
-def test_a_configs_quant_section_becomes_the_request_the_cli_makes() -> None:
-    """The Python API gets from a config the same quantizer `archsim run CONFIG --model M` applies."""
+def test_a_configs_quant_section_becomes_the_config_the_cli_makes() -> None:
+    """The Python API gets from a config (``cfg.quant``) the same quantizer `archsim run CONFIG --model M` applies."""
     import argparse
 
-    from archsim.cli import _quant_request
+    from archsim.cli import _quant_config
     from archsim.config import load_config
 
     no_flags = argparse.Namespace(model="m", quantized=None, quant=None, w_bits=None, a_bits=None)
     for path in (TRIO, P2VIT, P2VIT_FP, GENERIC):
         cfg = load_config(path)
-        assert QuantRequest.from_config(cfg) == _quant_request(no_flags, cfg.raw.quant)
-    assert QuantRequest.from_config(load_config(GENERIC)) is None
-    assert QuantRequest.from_config(load_config(GENERIC, ["quant.method=none"])) is None
-    fp = QuantRequest.from_config(load_config(P2VIT_FP))
-    assert fp is not None and (fp.method, fp.ptf, fp.lis) == ("p2vit", True, True)
+        assert cfg.quant == _quant_config(no_flags, cfg.quant)
+    assert load_config(GENERIC).quant is None
+    assert load_config(GENERIC, ["quant.method=none"]).quant is None
+    fp = load_config(P2VIT_FP).quant
+    assert isinstance(fp, QuantConfig) and (fp.method, fp.ptf, fp.lis) == ("p2vit", True, True)
     assert dict(fp.options) == {"scale_rounding": "float"}
-    w4 = _quant_request(argparse.Namespace(model="m", quantized=None, quant=None, w_bits=4, a_bits=None),
-                        load_config(P2VIT_FP).raw.quant)
-    assert (w4.w_bits, w4.a_bits, dict(w4.options)) == (4, 8, {"scale_rounding": "float"})
-    other = _quant_request(argparse.Namespace(model="m", quantized=None, quant="fqvit", w_bits=None, a_bits=None),
-                           load_config(P2VIT_FP).raw.quant)
-    assert other == QuantRequest("fqvit")  # another method does not inherit p2vit's settings
+    w4 = _quant_config(argparse.Namespace(model="m", quantized=None, quant=None, w_bits=4, a_bits=None),
+                       load_config(P2VIT_FP).quant)
+    assert w4 is not None and (w4.w_bits, w4.a_bits, dict(w4.options)) == (4, 8, {"scale_rounding": "float"})
+    other = _quant_config(argparse.Namespace(model="m", quantized=None, quant="fqvit", w_bits=None, a_bits=None),
+                          load_config(P2VIT_FP).quant)
+    assert other == QuantConfig("fqvit")  # another method does not inherit p2vit's settings

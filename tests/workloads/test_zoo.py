@@ -40,8 +40,10 @@ class Tiny(nn.Module):
 
 @pytest.fixture
 def tiny_model(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Register ``tiny`` for the duration of one test."""
-    monkeypatch.setattr(zoo, "_MODELS", dict(zoo._MODELS))
+    """Register ``tiny`` for the duration of one test (the registry is the quantizer's zoo)."""
+    import quantizer.zoo
+
+    monkeypatch.setattr(quantizer.zoo, "_MODELS", dict(quantizer.zoo._MODELS))
     register_model("tiny", default_resolution=8, multiple_of=4)(lambda r, b: (Tiny(), (b, 3, r, r)))
     return "tiny"
 
@@ -61,6 +63,13 @@ def test_unknown_model_names_the_known_ones() -> None:
         trace_model("resnet50")
     with pytest.raises(UsageError, match="unknown model"):
         build("nope")
+
+
+def test_models_know_where_they_came_from(tiny_model: str) -> None:
+    """``archsim list models`` shows each model's origin: the built-ins are the quantizer zoo's, others their
+    registering module's."""
+    assert zoo.model_spec("deit_tiny").origin == "quantizer.zoo"
+    assert zoo.model_spec(tiny_model).origin == __name__
 
 
 def test_duplicate_registration_is_refused(tiny_model: str) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.bits import BitType, check_bits
 
 

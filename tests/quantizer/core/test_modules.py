@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.bits import BitType
 from quantizer.core.modules import (
     QAct,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.bits import BitType
 from quantizer.core.observers import (
     OBSERVERS,

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.bits import BitType
 from quantizer.core.quantizers import (
     Conventions,

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from archsim.errors import UsageError
-from archsim.workloads.zoo import build
+from quantizer.errors import UsageError
+from quantizer.zoo import build
 from quantizer.calibrate import calibrate_model, quant_modules, set_mode, uncalibrated
 from quantizer.core.bits import BitType
 from quantizer.core.modules import QAct, QConv2d, QIntLayerNorm, QIntSoftmax, QLinear, QuantFormat
@@ -168,7 +168,7 @@ def test_registry_and_support(deit: tuple[nn.Module, tuple[int, ...]]) -> None:
     [
         ({"mixed": True}, "no mixed precision"),
         ({"observer": "ptf"}, "observer must be one of"),
-        ({"w_bits": 9}, "weight bits"),
+        ({"w_bits": 9}, "w_bits must be an integer from 2 to 8"),  # checked by QuantConfig itself
         ({"options": {"zero_point": "nearest"}}, "option zero_point"),
         ({"options": {"parity": 1}}, "option parity"),
         ({"options": {"exp_shift": 64}}, "option exp_shift"),

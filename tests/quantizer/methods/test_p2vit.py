@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.calibrate import set_mode
 from quantizer.core.bits import BitType
 from quantizer.core.modules import QIntLayerNorm, QuantFormat, UniformQuantizer, _QWeighted
@@ -224,5 +224,5 @@ def test_mixed_needs_a_holdout_and_bits_are_checked() -> None:
     model = get_method("p2vit").prepare(small_vit(), QuantConfig(method="p2vit"))
     with pytest.raises(UsageError, match="hold-out"):
         get_method("p2vit").calibrate(model, images(1, 1), QuantConfig(method="p2vit", mixed=True), ())
-    with pytest.raises(UsageError, match="weight bits must be an integer from 2 to 8"):
+    with pytest.raises(UsageError, match="w_bits must be an integer from 2 to 8"):  # checked by QuantConfig
         get_method("p2vit").prepare(small_vit(), QuantConfig(method="p2vit", w_bits=9))

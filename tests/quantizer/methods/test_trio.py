@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.bits import BitType
 from quantizer.methods.trio_attention import Log2Divisor, log2_exponent
 from quantizer.methods.trio_quant import ActQuantizer, QConv2d, WeightQuantizer, fold_bn, mse_p_search

@@ -15,12 +15,15 @@ import pytest
 import torch
 from torch import nn
 
-from archsim.workloads import zoo
+from quantizer import zoo
 from quantizer.core.spec import QuantSpec
 from quantizer.methods import QuantConfig, get_method
 from quantizer.methods.trio_quant import QLayer
 
 RES, BATCH = 224, 2
+
+# every test here builds, and most quantize, the full-size B1: the fast loop leaves them to CI
+pytestmark = pytest.mark.slow
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -102,7 +105,6 @@ def test_state_dict_reloads_strictly_with_identical_outputs(setup: dict[str, Any
         assert torch.equal(fresh(setup["test"]), setup["y_quant"])
 
 
-@pytest.mark.slow
 def test_short_reconstruction_does_not_get_worse(setup: dict[str, Any]) -> None:
     """20 AdaRound + 20 step-size iterations per unit (measured: cosine 0.9581 -> 0.9585)."""
     model = copy.deepcopy(setup["float"])
@@ -115,7 +117,6 @@ def test_short_reconstruction_does_not_get_worse(setup: dict[str, Any]) -> None:
     assert cos >= plain
 
 
-@pytest.mark.slow
 def test_w4a8_reconstruction_recovers_accuracy(setup: dict[str, Any]) -> None:
     """4-bit weights: nearest rounding loses much (as in the reference's logs); AdaRound recovers part of it.
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from timm.models.efficientvit_mit import EfficientVit
 
-from archsim.errors import UsageError
+from quantizer.errors import UsageError
 from quantizer.core.spec import QuantSpec, collect_specs
 from quantizer.methods import QuantConfig, get_method
 from quantizer.methods.trio import NonFiniteError, TrioOptions, build_units
@@ -222,7 +222,7 @@ def test_non_finite_calibration_raises_a_typed_error() -> None:
 
 # --- user errors ----------------------------------------------------------------------------------------------
 def test_non_efficientvit_models_are_rejected() -> None:
-    from archsim.workloads import zoo
+    from quantizer import zoo
 
     deit, _ = zoo.build("deit_tiny", resolution=224, batch=1)
     method = get_method("trio")

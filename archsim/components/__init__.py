@@ -1,1 +1,0 @@
-"""Hardware components: memory targets (DRAM, SRAM buffers, NoC) and compute engines, each charging the ledger."""

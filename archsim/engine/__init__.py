@@ -1,1 +1,0 @@
-"""The SimPy kernel layer: simulator and clock, TLM-style payloads and transport, FIFOs, watchdog."""
