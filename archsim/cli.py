@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -367,7 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from archsim.registry import load_plugins
 
         load_plugins()  # built-ins, then every installed plugin: its models, engines and methods are usable below
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at interpreter exit
+        return code
     except ArchsimError as exc:
         print(f"archsim: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -377,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`archsim list | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

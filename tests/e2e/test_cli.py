@@ -151,3 +151,13 @@ def test_core_does_not_import_torch(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_a_reader_that_goes_away_is_no_traceback() -> None:
+    """`archsim list | head -1`: output meets a closed pipe; archsim stops quietly with 141 (128 + SIGPIPE, as
+    Unix tools do), without a BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "archsim", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before archsim writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
