@@ -332,9 +332,6 @@ def _listing(what: str) -> list[tuple[str, str, str]]:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from archsim.registry import load_plugins
-
-    load_plugins()
     for what in ([args.what] if args.what else LISTINGS):
         rows = _listing(what)
         print(f"{what}:")
