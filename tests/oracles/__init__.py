@@ -1,0 +1,1 @@
+"""Independent reference models that archsim is checked against (tests/ is on sys.path: ``import oracles``)."""
