@@ -38,5 +38,6 @@ def test_the_builtins_register_through_the_public_calls() -> None:
     assert {"mat", "rmac", "pe_array", "nonlinear", "requant", "dma"} <= set(ENGINE_KINDS.names())
     assert {"generic", "trio", "p2vit"} <= set(POLICIES.names())
     assert {"conv2d", "linear", "matmul", "softmax", "requant", "other"} <= set(OP_KINDS.names())
-    for registry in (ENGINE_KINDS, POLICIES):
-        assert {e.origin for e in registry.entries() if e.name in ("mat", "trio", "generic", "nonlinear")} == {"archsim"}
+    builtin = {"mat", "nonlinear", "trio", "generic", "conv2d", "softmax", "other"}
+    for registry in (ENGINE_KINDS, POLICIES, OP_KINDS):
+        assert {e.origin for e in registry.entries() if e.name in builtin} == {"archsim"}
