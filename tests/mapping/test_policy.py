@@ -1,7 +1,7 @@
 """Mapping policies on single blocks, against cycle counts computed by hand from the authors' rules.
 
-Trio runs with one processing group per engine (``groups=1``) so Rules B-E apply as written in
-../shared/research/accelerators.md 3.9: MAT and R-MAC are 8 lanes x 8 multipliers each.
+Trio runs with one processing group per engine (``groups=1``) so Rules B-E of the Trio-ViT authors' cycle model
+(shihuihong214/Trio-ViT, latency_v2.py) apply as written: MAT and R-MAC are 8 lanes x 8 multipliers each.
 """
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def test_bad_trace_arguments(kwargs: dict[str, object], needle: str) -> None:
         trace_model("deit_tiny", **kwargs)  # type: ignore[arg-type]
 
 
-# ---- MAC totals against accelerators.md 6.1 / 6.2 --------------------------------------------------------------
+# ---- MAC totals against the EfficientViT and DeiT papers --------------------------------------------------------
 def test_efficientvit_b1_macs_match_the_table() -> None:
     w = trace_model("efficientvit_b1", cache=False)
     assert rel_err(w.total_macs, 0.519e9) < 0.01
