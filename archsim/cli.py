@@ -325,7 +325,8 @@ def _listing(what: str) -> list[tuple[str, str, str]]:
     if what == "models":
         from archsim.workloads import zoo
 
-        return [(n, zoo.model_spec(n).origin, zoo.model_spec(n).description) for n in zoo.list_models()]
+        specs = [zoo.model_spec(n) for n in zoo.list_models()]
+        return [(spec.name, spec.origin, spec.description) for spec in specs]
     from archsim.workloads import bridge
 
     return [(n, bridge.method_origin(n), bridge.method_description(n)) for n in bridge.method_names()]

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 from quantizer.errors import UsageError
 from quantizer.core.spec import QuantSpec, collect_specs
 from quantizer.methods.base import QuantConfig
+from quantizer import zoo
+from quantizer.zoo import key_mismatches
 
 if TYPE_CHECKING:
     from torch import nn
@@ -163,7 +165,6 @@ def read_quantized(path: str | os.PathLike[str]) -> tuple[dict[str, Any], SavedI
 
 def load_quantized(path: str | os.PathLike[str]) -> tuple["nn.Module", SavedInfo]:
     """Rebuild a saved quantized model (in eval mode) and return it with its metadata."""
-    from quantizer import zoo
     from quantizer.methods.base import get_method
 
     state, info = read_quantized(path)
@@ -183,17 +184,6 @@ def load_quantized(path: str | os.PathLike[str]) -> tuple["nn.Module", SavedInfo
 
 def _check_keys(model: "nn.Module", state: Mapping[str, Any], path: Path) -> None:
     """UsageError naming the first missing, unexpected and mis-shaped keys, if any."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    misshaped = [f"{k} (file {list(state[k].shape)}, model {list(expected[k].shape)})"
-                 for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    problems = [f"{label}: {_preview(keys)}" for label, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", misshaped)) if keys]
+    problems = key_mismatches(model.state_dict(), state)
     if problems:
         raise UsageError(f"{path}: does not match the rebuilt model ({'; '.join(problems)})")
-
-
-def _preview(keys: list[str], limit: int = 3) -> str:
-    more = f", ... (+{len(keys) - limit})" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more

@@ -196,23 +196,22 @@ def _preview(keys: list[str], limit: int = 3) -> str:
     return ", ".join(keys[:limit]) + more
 
 
+def key_mismatches(expected: Mapping[str, Any], state: Mapping[str, Any], optional: tuple[str, ...] = ()) -> list[str]:
+    """What keeps ``state`` from loading strictly into a model whose state dict is ``expected``: its missing,
+    unexpected and mis-shaped keys, the first few of each (keys ending in one of ``optional`` may be missing)."""
+    missing = [k for k in expected if k not in state and not k.endswith(optional)]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f"{k} (file {list(state[k].shape)}, model {list(expected[k].shape)})"
+                 for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    return [f"{label}: {_preview(keys)}" for label, keys in
+            (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", misshaped)) if keys]
+
+
 def load_checkpoint(module: Any, path: str | os.PathLike[str], *, model: str = "model") -> None:
     """Load a local state dict into ``module`` with strict key and shape checking (UsageError naming the keys)."""
     path = Path(path)
     state = _read_state_dict(path)
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    misshaped = [
-        f"{k} (file {list(state[k].shape)}, model {list(expected[k].shape)})"
-        for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = [
-        f"{label}: {_preview(keys)}"
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                            ("mis-shaped keys", misshaped))
-        if keys
-    ]
+    problems = key_mismatches(module.state_dict(), state, optional=("num_batches_tracked",))
     if problems:
         raise UsageError(f"checkpoint {path} does not match {model}: {'; '.join(problems)}")
     try:

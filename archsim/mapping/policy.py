@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence, TypeVar, cast
 
 from archsim import registry
 from archsim.registry import Registry
-from archsim.workloads.geometry import Depthwise, Gemm
+from archsim.workloads.geometry import Depthwise, Gemm, geometry
 from archsim.workloads.ir import Op, Tensor
 
 if TYPE_CHECKING:
@@ -66,8 +66,6 @@ def policy_of(cfg: ArchConfig) -> Policy:
 
 def heads_tiles(ops: Sequence[Op], tensors: Mapping[str, Tensor], tiles: int) -> int:
     """At least one tile per head of every multi-head matmul of ``ops`` (attention streamed head by head)."""
-    from archsim.workloads.geometry import geometry
-
     for op in ops:
         if op.kind == "matmul":
             g = geometry(op, tensors)

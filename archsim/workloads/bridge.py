@@ -25,9 +25,7 @@ from quantizer.data import DEFAULT_CALIB_BATCHSIZE, DEFAULT_CALIB_ITER, DEFAULT_
 from quantizer.errors import QuantizerError
 from quantizer.errors import UnsupportedModelError as QuantizerUnsupportedModelError
 from quantizer.methods import base as _methods
-from quantizer.methods.base import ENTRY_POINT_GROUP as METHOD_ENTRY_POINT_GROUP
-from quantizer.methods.base import OBSERVERS, Method, QuantConfig, register_lazy_method, register_method
-from quantizer.zoo import BUILTIN_ORIGIN as BUILTIN_MODEL_ORIGIN
+from quantizer.methods.base import OBSERVERS, QuantConfig, register_method
 from quantizer.zoo import Builder, ModelSpec, is_module_and_shape
 
 if TYPE_CHECKING:
@@ -35,12 +33,12 @@ if TYPE_CHECKING:
     from quantizer.io import SavedInfo
 
 __all__ = [
-    "BUILTIN_MODEL_ORIGIN", "Builder", "DEFAULT_CALIB_BATCHSIZE", "DEFAULT_CALIB_ITER", "DEFAULT_HOLDOUT_ITER",
-    "MAX_BITS", "METHOD_ENTRY_POINT_GROUP", "MIN_BITS", "Method", "ModelSpec", "OBSERVERS", "QuantConfig",
+    "Builder", "DEFAULT_CALIB_BATCHSIZE", "DEFAULT_CALIB_ITER", "DEFAULT_HOLDOUT_ITER",
+    "MAX_BITS", "MIN_BITS", "ModelSpec", "OBSERVERS", "QuantConfig",
     "QuantizerError", "QuantizerUnsupportedModelError", "archsim_errors", "build", "check_batch", "check_bits",
     "check_method", "check_support", "collect_specs", "float_view", "get_method", "is_module_and_shape",
     "list_models", "load_checkpoint", "method_description", "method_names", "method_origin", "model_spec",
-    "quant_config", "quantizer_root", "read_quantized", "register_lazy_method", "register_method",
+    "quant_config", "quantizer_root", "read_quantized", "register_method",
     "register_model", "specs_mapping", "synthetic_data",
 ]
 
