@@ -36,6 +36,9 @@ class OpRecord:
     scope: str = ""
     compute_bound_cycles: int = 0
     memory_bound_cycles: int = 0
+    mapping: str = ""  # the mapper's choice in one line (archsim.mapping.search.label)
+    group_loss_cycles: int = 0  # what the processing groups lose against one group, on the part that sets the time
+    group_loss: str = ""  # and why (idle groups, uneven split)
 
     @property
     def cycles(self) -> int:

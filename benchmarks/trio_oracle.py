@@ -52,6 +52,8 @@ RECIPE: tuple[str, ...] = (
     *(f"buffers.{b}.{k}={v}" for b in ("buf_ab", "buf_c", "aux_buf")
       for k, v in (("capacity_kib", BIG_KIB), ("banks", WIDE_BANKS), ("port_bits", WIDE_PORT))),
     "noc.link_bits=1048576",
+    "mapping.search=fixed",  # the authors' loop nests (Rules A-F), not the mapper's search
+    "mapping.pipeline.double_buffering=false",  # no memory system: nothing to prefetch, op spans start at compute
 )
 
 

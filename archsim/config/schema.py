@@ -126,11 +126,21 @@ class EngineBase(Model):
 
 
 class Pipeline(Model):
-    inter_layer: bool = True  # stream tiles between fused ops on different engines through on-chip FIFOs
-    intra_layer: bool = True  # double buffering: fetch tile i+1 while computing tile i
+    """The three overlaps of a pipelined accelerator, each with its own switch (docs/configuration.md)."""
+
+    # a consumer op starts on the first tiles (rows) of its producer's output, streamed through an on-chip FIFO
+    # (LayerNorm -> matmul, DW -> PW): fusion between layers
+    inter_layer: bool = True
+    # the stages inside one operator overlap: a tile's MACs, its re-quantization and write-back; in attention,
+    # Q·Kᵀ -> softmax -> ·V (or KᵀV -> Q·S) run head by head, fused
+    intra_layer: bool = True
+    # DRAM tiles are double-buffered: tile i+1 (or the next layer's first tile) loads while tile i computes
+    double_buffering: bool = True
     fifo_depth: PosInt = 2  # tiles a FIFO between fused ops holds
     max_group_ops: PosInt = 4
     min_tiles: PosInt = 1  # a fusion group is cut into at least this many tiles, so consumers start early
+    # the mapper cuts a group into at most this many tiles unless its buffers need more (bounds simulation events)
+    max_tiles: PosInt = 32
 
 
 class Mapping(Model):
@@ -146,6 +156,11 @@ class Mapping(Model):
     # a registered mapping policy (archsim.mapping.policy): generic = assign + fuse as written; trio = Trio-ViT's
     # rules; p2vit = head-streamed attention (docs/configuration.md, mapping.policy); checked by the loader
     policy: str = "generic"
+    # the mapper (archsim.mapping.search): fixed = each engine's closed-form loop nest and the fewest tiles that fit;
+    # heuristic = greedy over dataflows then tile counts; exhaustive = every candidate, up to ``budget`` per op
+    search: Literal["exhaustive", "heuristic", "fixed"] = "exhaustive"
+    objective: Literal["latency", "energy", "edp"] = "latency"
+    budget: PosInt = 64  # candidate mappings evaluated per op (dataflows) and per fusion group (tile counts)
 
 
 class Defaults(Model):

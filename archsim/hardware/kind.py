@@ -33,6 +33,24 @@ class OpCost:
     detail: str = ""  # the dataflow choice, e.g. "pg_split=channels"
 
 
+@dataclass(frozen=True, slots=True)
+class Dataflow:
+    """One legal way an engine runs an op, a choice the mapper searches over: how the engine's processing groups
+    share the work (``split``: channels, pixels, heads, groups or batch) and what a lane's multipliers reduce over
+    (``reduce``: ``k``, the input channels, or ``k*taps``, channels and kernel taps unrolled together) and what its
+    lanes run in parallel (``lanes``). Empty fields mean the engine has no choice there."""
+
+    split: str = ""
+    reduce: str = ""
+    lanes: str = ""  # what a MAC array's lanes run in parallel: output ``channels`` or output ``pixels``
+
+    @property
+    def label(self) -> str:
+        """``split=pixels,reduce=k*taps,lanes=channels``; empty for an engine with no choices."""
+        return ",".join(f"{k}={v}" for k, v in (("split", self.split), ("reduce", self.reduce), ("lanes", self.lanes))
+                        if v)
+
+
 class EngineKind:
     """Base of every engine kind. Subclasses set the class attributes and override what differs.
 
@@ -53,12 +71,26 @@ class EngineKind:
 
     def cost(self, cfg: EngineBase, op: Op, tensors: Mapping[str, Tensor], cls: str,
              share: Gemm | Depthwise | None = None) -> OpCost:
-        """Whole-op cost of ``op`` (or of ``share``, its part on this engine) run as ``cls``."""
+        """Whole-op cost of ``op`` (or of ``share``, its part on this engine) run as ``cls``, in the engine's own
+        fixed dataflow. A kind whose :meth:`dataflows` offers choices also accepts ``dataflow=`` (a
+        :class:`Dataflow`), the mapper's pick."""
         raise NotImplementedError(f"engine kind {self.name!r} has no cost model")
+
+    def dataflows(self, cfg: EngineBase, op: Op, tensors: Mapping[str, Tensor],
+                  share: Gemm | Depthwise | None = None) -> tuple[Dataflow, ...]:
+        """Every legal dataflow of ``op`` (or ``share``) on this engine, in a fixed order; empty when the engine has
+        only its fixed one (the mapper then calls :meth:`cost` without ``dataflow``)."""
+        return ()
 
     def peak_macs_per_cycle(self, cfg: EngineBase) -> int:
         """Multiply-accumulates per cycle at best (0 for engines that do no MACs)."""
         return 0
+
+    def group_loss(self, cfg: EngineBase, op: Op, tensors: Mapping[str, Tensor],
+                   share: Gemm | Depthwise | None = None, dataflow: Dataflow | None = None) -> tuple[int, str]:
+        """(cycles, why): what running ``op`` on the engine's replicated processing groups costs over a perfect
+        share of one group's cycles (idle groups, an uneven split); (0, "") for kinds without groups."""
+        return 0, ""
 
     def counts_in_peak(self, cfg: EngineBase) -> bool:
         """Whether the engine's MACs count toward the design's peak and achieved GOPS (adder trees do not)."""

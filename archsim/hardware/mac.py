@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal, Mapping
 
 from archsim.config.schema import Bits, EngineBase, NonNegFloat, PosInt
-from archsim.hardware.kind import EngineKind, OpCost, register_engine_kind
+from archsim.hardware.kind import Dataflow, EngineKind, OpCost, register_engine_kind
 from archsim.workloads.geometry import Depthwise, Gemm, geometry
 from archsim.workloads.ir import Op, Tensor
 from archsim.workloads.kinds import is_mac
@@ -23,7 +23,7 @@ class MacArrayBase(EngineBase):
     groups: PosInt = 1  # replicated processing groups (PGs)
     macs_per_multiplier: PosInt = 1  # 2 when two 8-bit products share one DSP
     mac_pj: NonNegFloat = 0.23  # energy of one 8x8-bit MAC (Horowitz 45 nm: 0.2 mult + 0.03 add)
-    pg_split: Literal["auto", "channels", "pixels", "groups"] = "auto"
+    pg_split: Literal["auto", "channels", "pixels", "groups", "heads", "batch"] = "auto"
     multiplier_bits: Bits = 8  # operand width of one multiplier
     pack_weights: bool = False  # narrow weights share a multiplier: two 4-bit weights x one 8-bit activation
     multipliers_per_dsp: PosInt = 1  # FPGA DSP packing (two 8-bit products per DSP48): only for DSP counts
@@ -101,7 +101,13 @@ def _cdiv(a: int, b: int) -> int:
 
 
 def _pg_options(cfg: MacArrayBase) -> list[str]:
+    """The splits the fixed mapping tries (the fastest wins), or the one ``pg_split`` names."""
     return ["channels", "pixels", "groups"] if cfg.pg_split == "auto" else [cfg.pg_split]
+
+
+def _per_image(total: int, batch: int, pgs: int) -> int:
+    """What one processing group handles of ``total`` (``batch`` whole images) when it takes whole images."""
+    return _cdiv(batch, pgs) * (total // batch) if batch > 1 and total % batch == 0 else _cdiv(total, pgs)
 
 
 def _per_pg(g: Gemm, pgs: int, split: str) -> tuple[int, int, int]:
@@ -110,13 +116,23 @@ def _per_pg(g: Gemm, pgs: int, split: str) -> tuple[int, int, int]:
         return g.groups, g.m, _cdiv(g.n, pgs)
     if split == "pixels":
         return g.groups, _cdiv(g.m, pgs), g.n
-    return _cdiv(g.groups, pgs), g.m, g.n
+    if split == "batch":
+        return g.groups, _per_image(g.m, g.batch, pgs), g.n
+    return _cdiv(g.groups, pgs), g.m, g.n  # groups, or heads of a matmul
 
 
-def _lane_cycles(g: Gemm, lanes: int, width: int, pgs: int, split: str) -> int:
+def _lane_cycles(g: Gemm, lanes: int, width: int, pgs: int, split: str, reduce: str = "k",
+                 over: str = "channels") -> int:
     """MAT/R-MAC pointwise loop nest: lanes over output channels, ``width`` multipliers reduce over inputs;
-    weights stay in the lanes while every pixel streams past (cycles = groups x n-passes x k-chunks x taps x m)."""
+    weights stay in the lanes while every pixel streams past (cycles = groups x n-passes x k-chunks x taps x m).
+    ``reduce="k*taps"`` unrolls the kernel taps into the reduction (k x taps-chunks x m): a 3-channel stem conv
+    then fills the multipliers. ``over="pixels"`` gives each lane a pixel instead while one output channel's
+    weights are broadcast (m-passes x k-chunks x taps x n): a one-column matmul then fills the lanes."""
     groups, m, n = _per_pg(g, pgs, split)
+    if over == "pixels":
+        m, n = n, m
+    if reduce == "k*taps":
+        return groups * _cdiv(n, lanes) * _cdiv(g.k * g.taps, width) * m
     return groups * _cdiv(n, lanes) * _cdiv(g.k, width) * g.taps * m
 
 
@@ -141,9 +157,32 @@ def _dw_cycles(d: Depthwise, lanes: int, pes: int, pgs: int, split: str) -> int:
     rows, channels = d.rows, d.channels
     if split == "pixels":
         rows = _cdiv(rows, pgs)
+    elif split == "batch":
+        rows = _per_image(rows, d.batch, pgs)
     else:
         channels = _cdiv(channels, pgs)
     return _cdiv(d.width, lanes) * _cdiv(channels, pes) * rows * d.taps
+
+
+def _split_size(geom: Gemm | Depthwise, split: str) -> int:
+    """How many pieces the split dimension has (output channels, pixels, heads or groups, images)."""
+    if split == "batch":
+        return geom.batch
+    if isinstance(geom, Depthwise):
+        return geom.rows if split == "pixels" else geom.channels
+    return {"channels": geom.n, "pixels": geom.m}.get(split, geom.groups)
+
+
+def _splits(geom: Gemm | Depthwise, op: Op) -> list[str]:
+    """Every way the processing groups may share ``geom``: channels and pixels always; heads (a matmul's groups) or
+    groups (a grouped conv's) when there are several; whole images when the op holds several."""
+    out = ["channels", "pixels"]
+    if isinstance(geom, Gemm) and geom.groups > 1:
+        out.append("heads" if op.kind == "matmul" else "groups")
+    images_in = geom.m if isinstance(geom, Gemm) else geom.rows
+    if geom.batch > 1 and images_in % geom.batch == 0:
+        out.append("batch")
+    return out
 
 
 def weight_packing(cfg: MacArrayBase, a_bits: int, w_bits: int) -> int:
@@ -159,7 +198,7 @@ def weight_packing(cfg: MacArrayBase, a_bits: int, w_bits: int) -> int:
 def _as_gemm(geom: Gemm | Depthwise) -> Gemm:
     if isinstance(geom, Gemm):
         return geom
-    return Gemm(groups=geom.channels, m=geom.rows * geom.width, k=1, n=1, taps=geom.taps)
+    return Gemm(groups=geom.channels, m=geom.rows * geom.width, k=1, n=1, taps=geom.taps, batch=geom.batch)
 
 
 
@@ -184,20 +223,82 @@ class MacArrayKind(EngineKind):
         assert isinstance(cfg, MacArrayBase)
         return not cfg.adder_tree
 
-    def cycles(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str) -> int:
+    #: a lane array (MAT, R-MAC GEMMs): lanes may unroll kernel taps into their reduction (``reduce=k*taps``) and
+    #: run output pixels instead of output channels in parallel (``lanes=pixels``)
+    unrolls_taps: ClassVar[bool] = False
+
+    def cycles(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str, reduce: str = "k",
+               lanes: str = "channels") -> int:
         """Cycles of ``geom`` with the processing groups split by ``split`` (before MAC packing)."""
         raise NotImplementedError
 
-    def reads(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str) -> tuple[int, int]:
-        """(activation element reads, weight element reads) of ``geom``."""
+    def _fixed(self, cfg: MacArrayBase, geom: Gemm | Depthwise) -> tuple[int, str]:
+        """(cycles, split) of the fixed mapping: the fastest ``pg_split`` option, reducing over k, lanes on
+        channels."""
+        best: tuple[int, str] | None = None
+        for option in _pg_options(cfg):
+            c = self.cycles(cfg, geom, option)
+            if best is None or c < best[0]:
+                best = (c, option)
+        assert best is not None
+        return best
+
+    def group_loss(self, cfg: EngineBase, op: Op, tensors: Mapping[str, Tensor],
+                   share: Gemm | Depthwise | None = None, dataflow: Dataflow | None = None) -> tuple[int, str]:
+        """Cycles over one group's cycles / groups, and the split's cause: idle groups (the split dimension is
+        smaller than the group count) or an uneven split (it is not a multiple)."""
+        assert isinstance(cfg, MacArrayBase)
+        pgs = cfg.groups
+        if pgs == 1:
+            return 0, ""
+        geom = geometry(op, tensors) if share is None else share
+        if dataflow is None:
+            cycles, split = self._fixed(cfg, geom)
+            reduce, lanes = "k", "channels"
+        else:
+            split, reduce, lanes = dataflow.split, dataflow.reduce or "k", dataflow.lanes or "channels"
+            cycles = self.cycles(cfg, geom, split, reduce, lanes)
+        one = self.cycles(cfg.model_copy(update={"groups": 1}), geom, split, reduce, lanes)
+        lost = cycles - _cdiv(one, pgs)
+        if lost <= 0:
+            return 0, ""
+        size = _split_size(geom, split)
+        if size < pgs:
+            return lost, f"{pgs - size} of {pgs} groups idle ({split}: {size})"
+        if size % pgs:
+            return lost, f"uneven split ({split}: {size} over {pgs})"
+        return lost, f"lanes padded in each group ({split}: {size // pgs} per group)"
+
+    def dataflows(self, cfg: EngineBase, op: Op, tensors: Mapping[str, Tensor],
+                  share: Gemm | Depthwise | None = None) -> tuple[Dataflow, ...]:
+        """Each split ``pg_split`` allows (all of them under ``auto``), times each reduction order."""
+        assert isinstance(cfg, MacArrayBase)
+        geom = geometry(op, tensors) if share is None else share
+        if cfg.groups == 1:
+            splits = ["channels"]  # one group: nothing to split (left out of the label)
+        else:
+            splits = _splits(geom, op) if cfg.pg_split == "auto" else [cfg.pg_split]
+        lane_array = self.unrolls_taps and isinstance(geom, Gemm)
+        reduces = ["k", "k*taps"] if lane_array and geom.taps > 1 else [""]
+        lanes = ["channels", "pixels"] if lane_array else [""]
+        return tuple(Dataflow(s if cfg.groups > 1 else "", r, x) for s in splits for r in reduces for x in lanes)
+
+    def reads(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str,
+              lanes: str = "channels") -> tuple[int, int]:
+        """(activation element reads, weight element reads) of ``geom``: the operand the lanes keep is read once
+        (per processing group that needs it), the other once per pass of the lanes."""
         g = _as_gemm(geom)
         if isinstance(geom, Depthwise):
             # horizontal taps reuse inputs shifted across adjacent lanes; each input row is re-read once per kernel row
             return (geom.channels * geom.rows * geom.width * geom.kernel_rows, geom.channels * geom.taps * geom.rows)
         pgs = cfg.groups
+        if lanes == "pixels":
+            lanes_per_pass = cfg.lanes * (pgs if split in ("pixels", "batch") else 1)
+            return (g.groups * g.m * g.k * g.taps * (pgs if split == "channels" else 1),
+                    g.groups * g.n * g.k * g.taps * _cdiv(g.m, lanes_per_pass))
         lanes_per_pass = cfg.lanes * (pgs if split == "channels" else 1)
         return (g.groups * g.m * g.k * g.taps * _cdiv(g.n, lanes_per_pass),
-                g.groups * g.n * g.k * g.taps * (pgs if split == "pixels" else 1))
+                g.groups * g.n * g.k * g.taps * (pgs if split in ("pixels", "batch") else 1))
 
     def resources(self, cfg: EngineBase) -> dict[str, int]:
         """Multipliers and the DSP slices they take; an adder tree has neither (it adds in LUTs)."""
@@ -209,22 +310,22 @@ class MacArrayKind(EngineKind):
         return line.replace("(not in the design's peak)", "(adder tree: not in the peak)")
 
     def cost(self, cfg: EngineBase, op: Op, tensors: Mapping[str, Tensor], cls: str,
-             share: Gemm | Depthwise | None = None) -> OpCost:
+             share: Gemm | Depthwise | None = None, dataflow: Dataflow | None = None) -> OpCost:
+        """Without ``dataflow``, the fixed mapping: the fastest of the ``pg_split`` options, reducing over k."""
         assert isinstance(cfg, MacArrayBase)
         geom = geometry(op, tensors) if share is None else share
         a_bits = tensors[op.inputs[0]].bits
         w_name = op.weights[0] if op.weights else op.inputs[1]
         w_bits = tensors[w_name].bits
         o_bits = tensors[op.output].bits
-        best: tuple[int, str] | None = None
-        for split in _pg_options(cfg):
-            cycles = self.cycles(cfg, geom, split)
-            if best is None or cycles < best[0]:
-                best = (cycles, split)
-        assert best is not None
-        cycles, split = best
+        if dataflow is None:
+            cycles, split = self._fixed(cfg, geom)
+            reduce = lanes = ""
+        else:
+            split, reduce, lanes = dataflow.split or "channels", dataflow.reduce, dataflow.lanes
+            cycles = self.cycles(cfg, geom, split, reduce or "k", lanes or "channels")
         cycles = _cdiv(cycles, cfg.macs_per_multiplier * weight_packing(cfg, a_bits, w_bits))
-        in_reads, w_reads = self.reads(cfg, geom, split)
+        in_reads, w_reads = self.reads(cfg, geom, split, lanes or "channels")
         g = _as_gemm(geom)
         out_elems = g.groups * g.m * g.n if isinstance(geom, Gemm) else geom.channels * geom.rows * geom.width
         weight_from_act = not op.weights  # activation x activation: both operands come from the activation buffer
@@ -236,7 +337,7 @@ class MacArrayKind(EngineKind):
             weight_read_bytes=0 if weight_from_act else _bytes(w_reads, w_bits),
             write_bytes=_bytes(out_elems, o_bits),
             energy_pj=geom.macs * cfg.mac_pj * (a_bits * w_bits) / 64.0,
-            detail=f"pg_split={split}",
+            detail=f"pg_split={split}" + (f",reduce={reduce}" if reduce else "") + (f",lanes={lanes}" if lanes else ""),
         )
 
 
@@ -246,9 +347,12 @@ class MatKind(MacArrayKind):
     config_model: ClassVar[type[EngineBase]] = MatEngine
     description: ClassVar[str] = "multiplier-adder trees: lanes over output channels, multipliers reduce inputs"
 
-    def cycles(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str) -> int:
+    unrolls_taps: ClassVar[bool] = True
+
+    def cycles(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str, reduce: str = "k",
+               lanes: str = "channels") -> int:
         assert isinstance(cfg, MatEngine)
-        return _lane_cycles(_as_gemm(geom), cfg.lanes, cfg.multipliers, cfg.groups, split)
+        return _lane_cycles(_as_gemm(geom), cfg.lanes, cfg.multipliers, cfg.groups, split, reduce, lanes)
 
 
 @register_engine_kind
@@ -257,11 +361,14 @@ class RmacKind(MacArrayKind):
     config_model: ClassVar[type[EngineBase]] = RmacEngine
     description: ClassVar[str] = "reconfigurable MAC array: MAT-like for GEMMs, lanes over pixels for depthwise"
 
-    def cycles(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str) -> int:
+    unrolls_taps: ClassVar[bool] = True
+
+    def cycles(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str, reduce: str = "k",
+               lanes: str = "channels") -> int:
         assert isinstance(cfg, RmacEngine)
         if isinstance(geom, Depthwise):
-            return _dw_cycles(geom, cfg.lanes, cfg.pes, cfg.groups, split if split != "groups" else "channels")
-        return _lane_cycles(_as_gemm(geom), cfg.lanes, cfg.pes, cfg.groups, split)
+            return _dw_cycles(geom, cfg.lanes, cfg.pes, cfg.groups, split)
+        return _lane_cycles(_as_gemm(geom), cfg.lanes, cfg.pes, cfg.groups, split, reduce, lanes)
 
 
 @register_engine_kind
@@ -270,12 +377,14 @@ class PeArrayKind(MacArrayKind):
     config_model: ClassVar[type[EngineBase]] = PeArrayEngine
     description: ClassVar[str] = "rows x cols PE array, output- or row-stationary"
 
-    def cycles(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str) -> int:
+    def cycles(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str, reduce: str = "k",
+               lanes: str = "channels") -> int:
         assert isinstance(cfg, PeArrayEngine)
         model = _rs_cycles if cfg.dataflow == "row_stationary" else _pe_cycles
         return model(_as_gemm(geom), cfg.rows, cfg.cols, cfg.groups, split)
 
-    def reads(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str) -> tuple[int, int]:
+    def reads(self, cfg: MacArrayBase, geom: Gemm | Depthwise, split: str,
+              lanes: str = "channels") -> tuple[int, int]:
         assert isinstance(cfg, PeArrayEngine)
         g = _as_gemm(geom)
         if cfg.dataflow == "row_stationary":

@@ -43,6 +43,11 @@ class Policy:
         """The fewest tiles a fusion group of ``ops`` is cut into: its streaming grain."""
         return 1 if len(ops) < 2 else min_tiles
 
+    def fixed_grain(self, ops: Sequence[Op], tensors: Mapping[str, Tensor]) -> bool:
+        """True when :meth:`group_tiles` of ``ops`` is the dataflow's own grain (one depthwise row, one head),
+        which the mapper keeps instead of searching finer tiles."""
+        return False
+
     def after_fusion(self, groups: list[list[Task]], tensors: Mapping[str, Tensor], cfg: ArchConfig,
                      ctx: Neighbours) -> None:
         """Adjust the costed tasks once fusion groups are known (before memory planning and tiling)."""
@@ -62,6 +67,16 @@ def register_policy(cls: P) -> P:
 def policy_of(cfg: ArchConfig) -> Policy:
     """The policy ``cfg.mapping.policy`` names."""
     return POLICIES.get(cfg.mapping.policy)
+
+
+def multi_head(ops: Sequence[Op], tensors: Mapping[str, Tensor]) -> bool:
+    """True if a multi-op group holds a matmul over several heads (attention streamed head by head)."""
+    return len(ops) > 1 and any(op.kind == "matmul" and _groups(op, tensors) > 1 for op in ops)
+
+
+def _groups(op: Op, tensors: Mapping[str, Tensor]) -> int:
+    g = geometry(op, tensors)
+    return g.groups if isinstance(g, Gemm) else 1
 
 
 def heads_tiles(ops: Sequence[Op], tensors: Mapping[str, Tensor], tiles: int) -> int:

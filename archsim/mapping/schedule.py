@@ -7,6 +7,7 @@ DRAM); tile every group so its working set fits its buffers.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Mapping
 
 from archsim.config.load import ArchConfig
@@ -14,6 +15,7 @@ from archsim.errors import MappingError
 from archsim.hardware.kind import OpCost, kind_of
 from archsim.mapping.assign import Neighbours, assigned_engines, op_classes
 from archsim.mapping.policy import policy_of
+from archsim.mapping.search import Choice, Mapper, most_tiles, output_rows
 from archsim.mapping.taskgraph import Part, RequantStage, Skipped, Task, TaskGraph
 from archsim.workloads.geometry import Depthwise, Gemm, geometry
 from archsim.workloads.ir import Op, Tensor, Workload
@@ -42,30 +44,41 @@ def _split_geometry(geom: Gemm | Depthwise, weights: list[int]) -> list[Gemm | D
     out: list[Gemm | Depthwise] = []
     for s in shares:
         if isinstance(geom, Gemm):
-            out.append(Gemm(geom.groups, geom.m, geom.k, s, geom.taps))
+            out.append(replace(geom, n=s))
         else:
-            out.append(Depthwise(s, geom.rows, geom.width, geom.taps, geom.multiplier, geom.kernel_rows))
+            out.append(replace(geom, channels=s))
     return out
 
 
 def _cost(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig, engines: tuple[str, ...], cls: str,
-          role: str = "", ctx: Neighbours | None = None) -> tuple[tuple[Part, ...], OpCost]:
-    """Each engine's part of ``op`` and the whole op's cost, from the engines' kinds."""
-    cfgs = [cfg.engines[e] for e in engines]
-    kinds = [kind_of(c) for c in cfgs]
+          mapper: Mapper, role: str = "", ctx: Neighbours | None = None) -> tuple[tuple[Part, ...], OpCost]:
+    """Each engine's part of ``op`` and the whole op's cost, in the dataflows the mapper picks."""
     if len(engines) == 1:
-        c = kinds[0].cost(cfgs[0], op, tensors, cls)
-        return (Part(engines[0], c.macs, c.cycles, c.energy_pj),), c
+        ch = mapper.dataflow(cfg, engines[0], op, tensors, cls)
+        return (_part(cfg, engines[0], op, tensors, None, ch),), ch.cost
     if not is_mac(op.kind):
         raise MappingError(f"op {op.name} ({op.kind}) is assigned to {' + '.join(engines)}, but only MAC ops can be "
                            "split over several engines", source=cfg.source, key=f"mapping.assign.{role}")
+    cfgs = [cfg.engines[e] for e in engines]
     geom = geometry(op, tensors)
     pieces = policy_of(cfg).split(role, op, tensors, ctx, geom, engines) if ctx is not None else None
     if pieces is None:
-        pieces = _split_geometry(geom, [k.peak_macs_per_cycle(c) for k, c in zip(kinds, cfgs)])
-    costs = [k.cost(c, op, tensors, cls, g) if g.macs else OpCost(cycles=0) for g, k, c in zip(pieces, kinds, cfgs)]
-    parts = tuple(Part(e, c.macs, c.cycles, c.energy_pj) for e, c in zip(engines, costs))
-    return parts, _merge(op, tensors, costs)
+        pieces = _split_geometry(geom, [kind_of(c).peak_macs_per_cycle(c) for c in cfgs])
+    busy = sum(1 for g in pieces if g.macs)
+    choices = [mapper.dataflow(cfg, e, op, tensors, cls, g, busy) if g.macs else None for g, e in zip(pieces, engines)]
+    parts = tuple(_part(cfg, e, op, tensors, g, ch) for e, g, ch in zip(engines, pieces, choices))
+    return parts, _merge(op, tensors, [ch.cost if ch is not None else OpCost(cycles=0) for ch in choices])
+
+
+def _part(cfg: ArchConfig, engine: str, op: Op, tensors: Mapping[str, Tensor], share: Gemm | Depthwise | None,
+          choice: Choice | None) -> Part:
+    """One engine's part: the chosen cost and dataflow, and what its processing groups lose against one group."""
+    if choice is None:
+        return Part(engine, 0, 0, 0.0)
+    c, df = choice.cost, choice.dataflow
+    ecfg = cfg.engines[engine]
+    lost, why = kind_of(ecfg).group_loss(ecfg, op, tensors, share, df)
+    return Part(engine, c.macs, c.cycles, c.energy_pj, df.label if df is not None else "", lost, why)
 
 
 def _merge(op: Op, tensors: Mapping[str, Tensor], costs: list[OpCost]) -> OpCost:
@@ -82,7 +95,8 @@ def _merge(op: Op, tensors: Mapping[str, Tensor], costs: list[OpCost]) -> OpCost
     )
 
 
-def _place(w: Workload, cfg: ArchConfig, ctx: Neighbours) -> tuple[list[Task], list[Skipped], dict[str, str]]:
+def _place(w: Workload, cfg: ArchConfig, ctx: Neighbours,
+           mapper: Mapper) -> tuple[list[Task], list[Skipped], dict[str, str]]:
     """Decide for every op: folded, unmodelled, or a costed Task on its engines."""
     mapping = cfg.mapping
     tensors = w.tensors
@@ -133,7 +147,7 @@ def _place(w: Workload, cfg: ArchConfig, ctx: Neighbours) -> tuple[list[Task], l
             macs = geometry(op, tensors).macs
             if macs != op.macs:
                 raise MappingError(f"op {op.name}: trace says {op.macs} MACs but its shapes give {macs}")
-        parts, cost = _cost(op, tensors, cfg, engines, cls, matched, ctx)
+        parts, cost = _cost(op, tensors, cfg, engines, cls, mapper, matched, ctx)
         task = Task(op=op, index=index, cls=cls, parts=parts, cost=cost, role=matched)
         if is_mac(op.kind) and mapping.requant and _requantized(op):
             task.requant = _requant_stage(op, tensors, cfg)
@@ -166,6 +180,42 @@ def _requant_stage(op: Op, tensors: Mapping[str, Tensor], cfg: ArchConfig) -> Re
 
 # ---- 2. fusion groups -------------------------------------------------------------------------------------------
 
+def _hoist(tasks: list[Task], alias: Mapping[str, str], window: int = 3) -> list[Task]:
+    """Move ops that do not read a producer's output ahead of it when, within ``window`` places, the output's only
+    reader follows: producer and consumer become neighbours and may fuse (EfficientViT's trace puts the K-sum
+    between KᵀV and Q·S). The moved ops depend on nothing the producer makes, so the order stays topological.
+    Indices are renumbered to the new order."""
+    order = list(tasks)
+    count: dict[str, int] = {}
+    for t in order:
+        for name in dict.fromkeys(_canonical(alias, i) for i in t.op.inputs):
+            count[name] = count.get(name, 0) + 1
+
+    def reads(t: Task) -> set[str]:
+        return {_canonical(alias, x) for x in t.op.inputs}
+
+    def output(t: Task) -> str:
+        return _canonical(alias, t.op.output)
+
+    for i in range(len(order)):
+        out = output(order[i])
+        if count.get(out) != 1:
+            continue
+        j = next((k for k in range(i + 1, min(len(order), i + 1 + window)) if out in reads(order[k])), None)
+        if j is None or j == i + 1:
+            continue
+        start = i  # the chain of neighbours feeding order[i] moves as one, so it stays together
+        while start > max(0, i - window) and output(order[start - 1]) in reads(order[start]):
+            start -= 1
+        made = {output(t) for t in order[start:i + 1]}
+        between = order[i + 1:j]
+        if not any(made & reads(b) for b in between):
+            order[start:j] = [*between, *order[start:i + 1]]
+    for index, t in enumerate(order):
+        t.index = index
+    return order
+
+
 def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_outputs: set[str],
           tensors: Mapping[str, Tensor]) -> list[list[Task]]:
     """Cut the task sequence into groups of consecutive producer -> consumer tasks on distinct engines, which
@@ -192,9 +242,11 @@ def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_ou
             score = (best[j][0] + streamed, best[j][1] - 1)
             if score >= best[end]:  # on ties the later start wins: earlier groups as long as greedy makes them
                 best[end], start[end] = score, j
-            if end == len(tasks) or not pipe.inter_layer:
+            if end == len(tasks):
                 break
             t = tasks[end]
+            if not (pipe.intra_layer if _attention_join(group[-1].op, t.op) else pipe.inter_layer):
+                break
             if policy.starts_group(t.op, tensors) or not _can_join(
                     group, t, alias, readers, pipe.max_group_ops, graph_outputs, tensors, any_operand):
                 break
@@ -211,6 +263,12 @@ def _fuse(tasks: list[Task], alias: Mapping[str, str], cfg: ArchConfig, graph_ou
         for t in g:
             t.group = name
     return groups
+
+
+def _attention_join(producer: Op, consumer: Op) -> bool:
+    """A join inside attention (either side multiplies two activations: Q·Kᵀ, ·V, KᵀV, Q·S) is the intra-layer
+    pipeline of P2-ViT and Trio-ViT (attention head by head); every other join is inter-layer."""
+    return any(op.kind == "matmul" and not op.weights for op in (producer, consumer))
 
 
 def _streamable(op: Op) -> bool:
@@ -244,7 +302,8 @@ def _can_join(group: list[Task], t: Task, alias: Mapping[str, str], readers: Map
 # ---- 3. residency and 4. tiling ------------------------------------------------------------------------------------
 
 
-def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload, cfg: ArchConfig) -> None:
+def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload, cfg: ArchConfig,
+                 mapper: Mapper) -> None:
     """Decide each tensor's home (streamed, resident, DRAM), then tile every group to fit its buffers."""
     tensors = w.tensors
     act_buf = cfg.buffer_for("activation")
@@ -255,7 +314,7 @@ def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload
     wgt_work = cfg.buffers[wgt_buf].capacity_bytes
     if act_buf == wgt_buf:
         act_work = wgt_work = act_work // 2
-    k = 2 if cfg.mapping.pipeline.intra_layer else 1
+    k = 2 if cfg.mapping.pipeline.double_buffering else 1
     depth = cfg.mapping.pipeline.fifo_depth
     stream_buf = cfg.stream_buffer()
     stream_work = cfg.buffers[stream_buf].capacity_bytes if stream_buf else None
@@ -311,23 +370,35 @@ def _plan_memory(groups: list[list[Task]], alias: Mapping[str, str], w: Workload
         for t in g:
             if t.resident_out and last_use.get(t.op.output, -1) > last_index:
                 resident[t.op.output] = tensors[t.op.output].nbytes
-        _tile_group(g, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth, stream_work, min_tiles)
+        _tile_group(g, tensors, cfg, mapper, act_buf, wgt_buf, act_work, wgt_work, k, depth, stream_work,
+                    min_tiles)
 
 
-def _tile_group(g: list[Task], tensors: Mapping[str, Tensor], cfg: ArchConfig, act_buf: str, wgt_buf: str,
-                act_work: int, wgt_work: int, k: int, depth: int, stream_work: int | None = None,
+def _tile_group(g: list[Task], tensors: Mapping[str, Tensor], cfg: ArchConfig, mapper: Mapper, act_buf: str,
+                wgt_buf: str, act_work: int, wgt_work: int, k: int, depth: int, stream_work: int | None = None,
                 min_tiles: int = 1) -> None:
-    tiles = policy_of(cfg).group_tiles([t.op for t in g], tensors, min_tiles)
+    """Cut a group into the tile count the mapper picks (at least the fewest that fit); when neither operand of an
+    op fits, the loop order re-reads the one that costs fewer DRAM bytes."""
+    fewest = policy_of(cfg).group_tiles([t.op for t in g], tensors, min_tiles)  # the policy's streaming grain
     for t in g:
-        tiles = max(tiles, _tiles_needed(t, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth,
-                                         stream_work))
+        fewest = max(fewest, _tiles_needed(t, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth,
+                                           stream_work))
     for t in g:
-        t.tiles = tiles
-        if t.weight_dram_bytes and t.act_dram_bytes and tiles > 1:
+        if t.weight_dram_bytes and t.act_dram_bytes and fewest > 1:
             n_w = math.ceil(t.weight_dram_bytes * k / wgt_work)
             n_a = math.ceil((t.act_dram_bytes + t.out_dram_bytes) * k / act_work)
             if n_w > 1 and n_a > 1:  # neither operand fits: re-read the cheaper one once per tile of the other
-                t.act_dram_bytes += min(t.act_dram_bytes * (n_w - 1), t.weight_dram_bytes * (n_a - 1))
+                again_acts, again_weights = t.act_dram_bytes * (n_w - 1), t.weight_dram_bytes * (n_a - 1)
+                t.order = "weights-outer" if again_acts <= again_weights else "activations-outer"
+                t.act_dram_bytes += min(again_acts, again_weights)
+    policy = policy_of(cfg)
+    if policy.fixed_grain([t.op for t in g], tensors):
+        most = fewest
+    else:
+        most = max(fewest, min(cfg.mapping.pipeline.max_tiles, most_tiles(g, tensors)))
+    tiles, _ = mapper.tiles(cfg, g, fewest, most)
+    for t in g:
+        t.tiles = tiles
 
 
 def _tiles_needed(t: Task, tensors: Mapping[str, Tensor], cfg: ArchConfig, act_buf: str, wgt_buf: str,
@@ -338,7 +409,7 @@ def _tiles_needed(t: Task, tensors: Mapping[str, Tensor], cfg: ArchConfig, act_b
     stream = (tensors[t.stream_in].nbytes if t.stream_in else 0) + (tensors[op.output].nbytes if t.stream_out else 0)
     staged = (t.act_dram_bytes + t.out_dram_bytes) * k + (stream * depth if stream_work is None else 0)
     n_s = math.ceil(stream * depth / stream_work) if stream_work and stream else 1
-    rows = _rows(op, tensors)
+    rows = output_rows(op, tensors)
     if staged and staged / rows > act_work:
         raise MappingError(
             f"op {op.name}: one tile (one output row) needs {math.ceil(staged / rows)} bytes of staging but buffer "
@@ -363,14 +434,6 @@ def _tiles_needed(t: Task, tensors: Mapping[str, Tensor], cfg: ArchConfig, act_b
     return max(n_a, n_w, n_s, 1)
 
 
-def _rows(op: Op, tensors: Mapping[str, Tensor]) -> int:
-    """How many independent output rows (pixels or tokens) an op's output can be cut into."""
-    shape = tensors[op.output].shape
-    if op.kind == "conv2d" and len(shape) == 4:
-        return shape[0] * shape[2] * shape[3]
-    return max(1, math.prod(shape[:-1])) if len(shape) > 1 else 1
-
-
 def _out_channels(op: Op, tensors: Mapping[str, Tensor]) -> int:
     """How many slices an op's weights can be cut into: output channels of a MAC op, rows of any other
     weight (a position embedding added to the tokens is cut by token)."""
@@ -383,17 +446,27 @@ def _out_channels(op: Op, tensors: Mapping[str, Tensor]) -> int:
 # ---- entry point -------------------------------------------------------------------------------------------------
 
 
-def build_taskgraph(w: Workload, cfg: ArchConfig) -> TaskGraph:
-    """Map ``w`` onto ``cfg``: the complete, static plan the simulator executes."""
+def build_taskgraph(w: Workload, cfg: ArchConfig, mapper: Mapper | None = None) -> TaskGraph:
+    """Map ``w`` onto ``cfg``: the complete, static plan the simulator executes. Pass a ``mapper`` to share its
+    search cache across calls."""
+    mapper = Mapper() if mapper is None else mapper
     ctx = Neighbours.of(w)
-    tasks, skipped, alias = _place(w, cfg, ctx)
+    tasks, skipped, alias = _place(w, cfg, ctx, mapper)
+    tasks = _hoist(tasks, alias)
     graph_outputs = {_canonical(alias, t) for t in w.graph_outputs()}
     groups = _fuse(tasks, alias, cfg, graph_outputs, w.tensors)
     policy_of(cfg).after_fusion(groups, w.tensors, cfg, ctx)
-    _plan_memory(groups, alias, w, cfg)
+    _plan_memory(groups, alias, w, cfg, mapper)
     notes = []
-    if not cfg.mapping.pipeline.inter_layer:
-        notes.append("inter-layer pipelining off: every op runs alone")
-    if not cfg.mapping.pipeline.intra_layer:
-        notes.append("intra-layer pipelining off: load, compute and write-back of each tile run in sequence")
+    pipe = cfg.mapping.pipeline
+    if not pipe.inter_layer:
+        notes.append("inter-layer pipelining off: no op streams into the next layer")
+    if not pipe.intra_layer:
+        notes.append("intra-layer pipelining off: a tile's MACs, re-quantization and write-back run in sequence, "
+                     "and attention runs op by op")
+    if not pipe.double_buffering:
+        notes.append("double buffering off: each tile loads only after the previous tile has computed")
+    m = cfg.mapping
+    notes.append(f"mapping: {m.search}" + (f" search by {m.objective}" if m.search != "fixed" else
+                                           " (each engine's closed-form loop nest, fewest tiles)"))
     return TaskGraph(groups=groups, skipped=skipped, order=[op.name for op in w.ops], notes=notes)

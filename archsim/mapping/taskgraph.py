@@ -16,6 +16,9 @@ class Part:
     macs: int
     cycles: int
     energy_pj: float
+    dataflow: str = ""  # the mapper's pick (Dataflow.label); empty: the engine's fixed loop nest
+    group_loss: int = 0  # cycles over a perfect share of one processing group's cycles (EngineKind.group_loss)
+    group_loss_why: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ class Task:
     deps: tuple[str, ...] = ()
     role: str = ""  # the mapping.assign class that placed it
     tail: tuple[Part, ...] = ()  # work run on several engines at once after the last tile (Trio Rule D)
+    order: str = ""  # loop order when neither operand fits on chip: weights-outer or activations-outer
 
     @property
     def name(self) -> str:
@@ -69,6 +73,11 @@ class Task:
     @property
     def cycles(self) -> int:
         return max(p.cycles for p in self.parts)
+
+    @property
+    def slowest(self) -> Part:
+        """The part that sets the op's compute time."""
+        return max(self.parts, key=lambda p: p.cycles)
 
     @property
     def dram_bytes(self) -> int:

@@ -29,6 +29,9 @@ LAYER_COLUMNS: tuple[str, ...] = (
     "bound",
     "utilization",
     "scope",
+    "mapping",
+    "group_loss_cycles",
+    "group_loss",
 )
 
 
@@ -73,6 +76,9 @@ def layer_row(result: Result, record: OpRecord) -> list[str | int]:
         op_bound(record),
         "" if utilization is None else format_float(utilization),
         record.scope,
+        record.mapping,
+        record.group_loss_cycles,
+        record.group_loss,
     ]
 
 

@@ -137,6 +137,31 @@ def _top_ops(result: Result) -> list[str]:
     return lines + [*table(header, rows, "rlllrrrrrl"), "", note]
 
 
+def _mapping(result: Result) -> list[str]:
+    """One line per simulated op: the mapper's choice and what the processing groups lose against one group."""
+    timed = [r for r in result.ops if r.status == "simulated" and r.mapping]
+    lines = ["## Mapping", ""]
+    if not timed:
+        return lines + ["No op was mapped."]
+    mac_ops = [r for r in timed if r.macs]
+    lost = sum(r.group_loss_cycles for r in mac_ops)
+    compute = sum(r.compute_bound_cycles for r in mac_ops)
+    lines += [
+        "Each engine's dataflow in brackets (`split`: how its processing groups share the op; `reduce`: what a "
+        "lane's multipliers reduce over; `lanes`: what its lanes run in parallel), the tile count, the loop order "
+        "when neither operand fits on chip, and where the output goes (`fifo` to the next fused op, `chip` kept "
+        "in the activation buffer, `dram`). *Groups lose*: cycles of the op's slowest part over a perfect share "
+        "of one processing group's cycles, and why.",
+        "",
+        f"Over all MAC ops the processing groups lose {lost:,} cycles against one group "
+        f"({percent(safe_ratio(lost, compute))} of their compute bound).",
+        "",
+    ]
+    rows = [(r.op, r.kind, f"`{r.mapping}`", f"{r.group_loss_cycles:,}" if r.group_loss_cycles else "",
+             r.group_loss) for r in timed]
+    return lines + table(("op", "kind", "mapping", "groups lose (cycles)", "why"), rows, "lllrl")
+
+
 def _energy_table(title: str, what: str, values: Mapping[str, float]) -> list[str]:
     """One energy breakdown, largest first, with each entry's share."""
     total = sum(values.values())
@@ -206,6 +231,7 @@ def render_report_md(result: Result, files: Mapping[str, str]) -> str:
         _unmodelled(result),
         _notes(result),
         _files(files),
+        _mapping(result),
     ]
     return "\n\n".join("\n".join(section).rstrip("\n") for section in sections) + "\n"
 

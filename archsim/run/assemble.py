@@ -6,6 +6,7 @@ import math
 from archsim.config.load import ArchConfig
 from archsim.hardware.kind import kind_of, peak_macs
 from archsim.kernel.kernel import Simulator
+from archsim.mapping.search import label
 from archsim.mapping.taskgraph import TaskGraph
 from archsim.result import ComponentStat, EngineStat, OpRecord, Result
 from archsim.run.runner import Runner
@@ -41,6 +42,7 @@ def assemble(cfg: ArchConfig, w: Workload, graph: TaskGraph, sim: Simulator, run
             energy_pj=ledger.energy_by_op.get(name, 0.0), tiles=t.tiles, group=t.group, scope=t.op.scope,
             compute_bound_cycles=math.ceil(t.cost.macs / peak) if peak else 0,
             memory_bound_cycles=math.ceil((rd + wr) / dram_bpc),
+            mapping=label(t), group_loss_cycles=t.slowest.group_loss, group_loss=t.slowest.group_loss_why,
         ))
         rq = t.requant
         if rq is not None:

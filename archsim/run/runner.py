@@ -1,15 +1,20 @@
 """Execute a TaskGraph on the components: one SimPy process per pipeline stage of every task.
 
 Per tile, a task loads what it needs from DRAM into its buffers, computes while its operands stream from the
-buffers into the engine over the NoC, re-quantizes, and writes the result back (to the activation buffer, to DRAM, or into
-the FIFO of the next task of its fusion group). With intra-layer pipelining these stages are separate processes
-joined by one-slot stores, so tile i+1 loads while tile i computes; without it they run in sequence.
+buffers into the engine over the NoC, re-quantizes, and writes the result back (to the activation buffer, to DRAM, or
+into the FIFO of the next task of its fusion group). The three stages run as separate processes joined by one-slot
+stores as the pipeline switches allow: with double buffering tile i+1 loads while tile i computes, and a group's
+first weights load while the previous group on its engines is still computing; with the intra-layer pipeline tile
+i is re-quantized and written back while tile i+1 computes. With a switch off, the stages it joins run in sequence.
 
 Engines run their groups in trace order (a static, compiled schedule); a group also waits for the tasks producing
 its inputs. A run that ends with unfinished tasks is a deadlock and raises SimulationError naming them.
 """
 from __future__ import annotations
 
+
+from dataclasses import dataclass
+from typing import Callable
 
 import simpy
 
@@ -23,6 +28,20 @@ from archsim.kernel.fifo import Fifo
 from archsim.kernel.kernel import Simulator
 from archsim.kernel.tlm import Command, Payload, Process, Target, transport
 from archsim.mapping.taskgraph import Task, TaskGraph
+
+
+#: one stage of a task for tile i (a SimPy generator)
+Stage = Callable[[int], Process]
+
+
+@dataclass(frozen=True)
+class Ready:
+    """When a task may use its engines: the previous tasks on them are done (``engines_free``) or computing their
+    last tile (``engines_draining``); ``last_tile`` fires when this task starts its own last tile."""
+
+    engines_free: list[simpy.Event]
+    engines_draining: list[simpy.Event]
+    last_tile: simpy.Event
 
 
 def share(total: int, n: int, i: int) -> int:
@@ -49,7 +68,8 @@ class Runner:
         self.units = {t.requant.engine: simpy.Resource(sim.env, capacity=1) for t in graph.tasks
                       if t.requant is not None}
         self.categories = {name: kind_of(e).category for name, e in cfg.engines.items()}
-        self.pipelined = cfg.mapping.pipeline.intra_layer
+        self.double_buffered = cfg.mapping.pipeline.double_buffering
+        self.overlapped = cfg.mapping.pipeline.intra_layer
         self.depth = cfg.mapping.pipeline.fifo_depth
         self.done: dict[str, simpy.Event] = {}
         self.state: dict[str, str] = {}
@@ -57,19 +77,25 @@ class Runner:
     # ---- the whole run ---------------------------------------------------------------------------------------------
     def run(self) -> None:
         env = self.sim.env
-        engine_last: dict[str, simpy.Event] = {}
+        engine_done: dict[str, simpy.Event] = {}  # the last task on each engine: finished
+        engine_draining: dict[str, simpy.Event] = {}  # ... and computing its last tile (one buffer half is free)
         group_events: list[tuple[list[Task], simpy.Event]] = []
         for g in self.graph.groups:
             for t in g:
                 self.done[t.name] = env.event()
                 self.state[t.name] = "not started"
         for g in self.graph.groups:
-            engines = sorted({e for t in g for e in t.all_engines})
-            before = [engine_last[e] for e in engines if e in engine_last]
+            ready: dict[str, Ready] = {}
+            for t in g:
+                ready[t.name] = Ready([engine_done[e] for e in t.all_engines if e in engine_done],
+                                      [engine_draining[e] for e in t.all_engines if e in engine_draining],
+                                      env.event())
+            for t in g:
+                for e in t.all_engines:
+                    engine_done[e] = self.done[t.name]
+                    engine_draining[e] = ready[t.name].last_tile
             finished = env.event()
-            for e in engines:
-                engine_last[e] = finished
-            env.process(self._group(g, before, finished))
+            env.process(self._group(g, ready, finished))
             group_events.append((g, finished))
         env.run()
         stuck = [t.name for g, ev in group_events if not ev.triggered for t in g if not self.done[t.name].triggered]
@@ -80,60 +106,64 @@ class Runner:
                 f"first: {first} ({self.state.get(first, '?')})"
             )
 
-    def _group(self, g: list[Task], before: list[simpy.Event], finished: simpy.Event) -> Process:
+    def _group(self, g: list[Task], ready: dict[str, Ready], finished: simpy.Event) -> Process:
+        """Run a fusion group: its tasks stream tiles to each other through FIFOs, each starting on its engines as
+        soon as the previous task on them is done (an engine runs its tasks in order)."""
         env = self.sim.env
-        deps = [self.done[d] for t in g for d in t.deps if d in self.done]
-        waits = before + deps
-        if waits:
-            for t in g:
-                self.state[t.name] = "waiting for its inputs or engines"
-            yield env.all_of(waits)
+        inputs = env.all_of([self.done[d] for t in g for d in t.deps if d in self.done])
         fifos = [Fifo(env, f"{t.name}->", self.depth) for t in g[:-1]]
         procs = []
         for pos, t in enumerate(g):
             fifo_in = fifos[pos - 1] if pos > 0 else None
             fifo_out = fifos[pos] if pos < len(g) - 1 else None
-            procs.append(env.process(self._task(t, fifo_in, fifo_out)))
+            procs.append(env.process(self._task(t, fifo_in, fifo_out, inputs, ready[t.name])))
         yield env.all_of(procs)
         finished.succeed()
 
     # ---- one task ------------------------------------------------------------------------------------------------
-    def _task(self, t: Task, fifo_in: Fifo | None, fifo_out: Fifo | None) -> Process:
+    def _task(self, t: Task, fifo_in: Fifo | None, fifo_out: Fifo | None, inputs: simpy.Event,
+              ready: Ready) -> Process:
+        """The task's tile stages as one to three processes: load | compute | write-back, merged where a pipeline
+        switch is off. Double-buffered, its first tile loads (weights at once, activations once their producers
+        are done) into the buffer half the previous task on its engines has freed by starting its last tile,
+        later tiles wait for a free half, and compute waits for the engines. Otherwise the task starts when its
+        engines are free and its inputs exist."""
         env = self.sim.env
-        if self.pipelined:
-            ready = simpy.Store(env, capacity=1)
-            post = simpy.Store(env, capacity=1)
-            procs = [
-                env.process(self._loader(t, fifo_in, ready)),
-                env.process(self._computer(t, ready, post)),
-                env.process(self._writer(t, post, fifo_out)),
-            ]
-            yield env.all_of(procs)
+        engines_free = env.all_of(ready.engines_free)
+        if self.double_buffered:
+            if ready.engines_draining:
+                self.state[t.name] = "waiting for a buffer half of its engines"
+                yield env.all_of(ready.engines_draining)
         else:
-            for i in range(t.tiles):
-                yield from self._load_tile(t, i, fifo_in)
-                yield from self._compute_tile(t, i)
-                yield from self._write_tile(t, i, fifo_out)
+            self.state[t.name] = "waiting for its inputs or engines"
+            yield env.all_of([*ready.engines_free, inputs])
+        halves = simpy.Container(env, capacity=2, init=2) if self.double_buffered else None
+        load = self._load_stage(t, fifo_in, inputs, engines_free, halves)
+        compute = self._compute_stage(t, engines_free, halves, ready.last_tile)
+        write = self._write_stage(t, fifo_out)
+        stages: list[list[Stage]] = [[load], [compute], [write]]
+        if not self.double_buffered:
+            stages = [stages[0] + stages[1], stages[2]]
+        if not self.overlapped:
+            stages = [*stages[:-2], stages[-2] + stages[-1]]
+        links = [simpy.Store(env, capacity=1) for _ in stages[:-1]]
+        procs = [env.process(self._segment(t, seg, links[k - 1] if k else None, links[k] if k < len(links) else None))
+                 for k, seg in enumerate(stages)]
+        yield env.all_of(procs)
         self.state[t.name] = "done"
         self.done[t.name].succeed()
 
-    def _loader(self, t: Task, fifo_in: Fifo | None, ready: simpy.Store) -> Process:
+    def _segment(self, t: Task, stages: list[Stage], inbox: simpy.Store | None,
+                 outbox: simpy.Store | None) -> Process:
+        """One process of a task: for every tile, take it from ``inbox``, run ``stages`` in order, pass it on."""
         for i in range(t.tiles):
-            yield from self._load_tile(t, i, fifo_in)
-            self.state[t.name] = f"tile {i} loaded, waiting for the engine"
-            yield ready.put(i)
-
-    def _computer(self, t: Task, ready: simpy.Store, post: simpy.Store) -> Process:
-        for _ in range(t.tiles):
-            i = yield ready.get()
-            yield from self._compute_tile(t, i)
-            self.state[t.name] = f"tile {i} computed, waiting for write-back"
-            yield post.put(i)
-
-    def _writer(self, t: Task, post: simpy.Store, fifo_out: Fifo | None) -> Process:
-        for _ in range(t.tiles):
-            i = yield post.get()
-            yield from self._write_tile(t, i, fifo_out)
+            if inbox is not None:
+                yield inbox.get()
+            for stage in stages:
+                yield from stage(i)
+            if outbox is not None:
+                self.state[t.name] = f"tile {i}: waiting for the next stage"
+                yield outbox.put(i)
 
     # ---- tile stages ---------------------------------------------------------------------------------------------
     def _xfer(self, t: Task, path: list[Target], command: Command, tensor: str, nbytes: int, tile: int,
@@ -143,21 +173,56 @@ class Runner:
         payload = Payload(command, tensor, nbytes, t.engines[0], t.name, t.op.kind, tile)
         yield from transport(self.sim, path, payload, category)
 
-    def _load_tile(self, t: Task, i: int, fifo_in: Fifo | None) -> Process:
+    def _load_stage(self, t: Task, fifo_in: Fifo | None, inputs: simpy.Event, engines_free: simpy.Event,
+                    halves: simpy.Container | None) -> Stage:
+        def stage(i: int) -> Process:
+            if i == 1 and not engines_free.processed:  # a prefetching group loads one tile ahead, no more
+                self.state[t.name] = "tile 1: waiting for the previous group to free the buffers"
+                yield engines_free
+            if halves is not None:
+                self.state[t.name] = f"tile {i}: waiting for a free buffer half"
+                yield halves.get(1)
+            yield from self._load_tile(t, i, fifo_in, inputs)
+        return stage
+
+    def _compute_stage(self, t: Task, engines_free: simpy.Event, halves: simpy.Container | None,
+                       last: simpy.Event) -> Stage:
+        def stage(i: int) -> Process:
+            if i == 0 and not engines_free.processed:
+                self.state[t.name] = "waiting for its engines"
+                yield engines_free
+            if i == t.tiles - 1:
+                last.succeed()
+            yield from self._compute_tile(t, i)
+            if halves is not None:
+                yield halves.put(1)
+        return stage
+
+    def _write_stage(self, t: Task, fifo_out: Fifo | None) -> Stage:
+        def stage(i: int) -> Process:
+            yield from self._write_tile(t, i, fifo_out)
+        return stage
+
+    def _load_tile(self, t: Task, i: int, fifo_in: Fifo | None, inputs: simpy.Event) -> Process:
+        """Weights first (they need no producer, so a group's first tile may prefetch them), then activations
+        once the producers have finished, then the fused producer's tile."""
         n = t.tiles
-        if fifo_in is not None:
-            self.state[t.name] = f"tile {i}: waiting for the producer's tile (FIFO empty)"
-            yield fifo_in.get()
-        self.state[t.name] = f"tile {i}: loading"
         noc = self.noc
+        self.state[t.name] = f"tile {i}: loading"
         w = share(t.weight_dram_bytes, n, i)
         if w:
             path: list[Target] = [self.dram, noc.route("dram", self.wgt_buf.name), self.wgt_buf]
             yield from self._xfer(t, path, Command.READ, "weights", w, i, "dram_read")
+        if not inputs.processed:
+            self.state[t.name] = "waiting for its inputs"
+            yield inputs
         a = share(t.act_dram_bytes, n, i)
         if a:
             path = [self.dram, noc.route("dram", self.act_buf.name), self.act_buf]
             yield from self._xfer(t, path, Command.READ, "activations", a, i, "dram_read")
+        if fifo_in is not None:
+            self.state[t.name] = f"tile {i}: waiting for the producer's tile (FIFO empty)"
+            yield fifo_in.get()
 
     def _fetch_tile(self, t: Task, i: int) -> Process:
         """Operand reads from the buffers into the engine; they stream while the engine computes."""

@@ -18,6 +18,7 @@ class Gemm:
     k: int
     n: int
     taps: int = 1
+    batch: int = 1  # images in ``m`` (conv, linear), so processing groups may split by image; a matmul's are in groups
 
     @property
     def macs(self) -> int:
@@ -34,6 +35,7 @@ class Depthwise:
     taps: int
     multiplier: int = 1  # output channels per input channel
     kernel_rows: int = 1  # kh: a sliding window re-reads each input row once per kernel row
+    batch: int = 1  # images in ``rows``
 
     @property
     def macs(self) -> int:
@@ -63,14 +65,15 @@ def geometry(op: Op, tensors: Mapping[str, Tensor]) -> Gemm | Depthwise:
         taps = w[2] * w[3]
         if is_depthwise(op, tensors):
             return Depthwise(channels=cout, rows=b * ho, width=wo, taps=taps * w[1], multiplier=cout // groups,
-                             kernel_rows=w[2])
-        return Gemm(groups=groups, m=b * ho * wo, k=w[1], n=cout // groups, taps=taps)
+                             kernel_rows=w[2], batch=b)
+        return Gemm(groups=groups, m=b * ho * wo, k=w[1], n=cout // groups, taps=taps, batch=b)
     if op.kind == "linear":
         w = tensors[op.weights[0]].shape  # (out, in)
-        return Gemm(groups=1, m=math.prod(out[:-1]) if len(out) > 1 else 1, k=w[1], n=w[0])
+        return Gemm(groups=1, m=math.prod(out[:-1]) if len(out) > 1 else 1, k=w[1], n=w[0],
+                    batch=out[0] if len(out) > 2 else 1)
     if op.kind == "matmul":
         a = op.input_shape(0, tensors)
         lead = math.prod(out[:-2]) if len(out) > 2 else 1
         m = out[-2] if len(out) >= 2 else 1
-        return Gemm(groups=lead, m=m, k=a[-1], n=out[-1])
+        return Gemm(groups=lead, m=m, k=a[-1], n=out[-1])  # images are among the groups (heads)
     raise ValueError(f"op kind {op.kind!r} has no MAC geometry")

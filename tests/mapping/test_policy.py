@@ -5,6 +5,8 @@ Trio runs with one processing group per engine (``groups=1``) so Rules B-E of th
 """
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from pathlib import Path
 
@@ -13,10 +15,12 @@ import pytest
 from archsim.api import simulate
 from archsim.config import load_config
 from archsim.mapping.schedule import build_taskgraph
+from archsim.workloads.ir import Workload
 from archsim.workloads.yaml_format import load_yaml_workload
-from helpers import GENERIC, MLP_YAML, P2VIT, TRIO
+from helpers import GENERIC, MLP_YAML, P2VIT, ROOT, TRIO
 
 ONE_PG = ["engines.mat.groups=1", "engines.rmac.groups=1", "engines.ksum.groups=1"]
+RULES = [*ONE_PG, "mapping.search=fixed"]  # the authors' loop nests, which the rule tests count by hand
 
 MBCONV = """
 name: mbconv
@@ -54,7 +58,7 @@ def _tasks(graph):
 
 
 def test_trio_mbconv_rules_b_c_d(tmp_path: Path) -> None:
-    cfg = load_config(TRIO, ONE_PG)
+    cfg = load_config(TRIO, RULES)
     graph = build_taskgraph(_workload(tmp_path, MBCONV), cfg)
     t = _tasks(graph)
     # Rule B: the expansion 1x1 on all PEs: ceil(128 / (8 + 8)) * ceil(32 / 8) * 14^2 on each array
@@ -64,15 +68,19 @@ def test_trio_mbconv_rules_b_c_d(tmp_path: Path) -> None:
     # Rule C: depthwise on the R-MAC: ceil(E / L_R) * ceil(C / P_R) * E * k^2
     t_dw = math.ceil(14 / 8) * math.ceil(128 / 8) * 14 * 9
     assert t["dw"].engines == ("rmac",) and t["dw"].cycles == t_dw == 4032
-    # Rule D: the projection streams behind the DW on the MAT; the MAT finishes what fits in T_dw - T_setup
-    # (T_setup = one DW output row), and the rest goes to both arrays once the DW ends
+    # Rule D: the projection streams behind the DW on the MAT; the MAT works through what fits in T_dw - T_setup
+    # (T_setup = one DW output row): whole passes of 8 output channels, then the first pixels of its next pass.
+    # Once the DW ends, both arrays share the rest of that pass by pixels and the remaining channels by channels.
     assert t["dw"].group == t["project"].group != ""
     window = t_dw - math.ceil(t_dw / 14)
-    per_pass = math.ceil(128 / 8) * 14 * 14  # one pass of 8 output channels on the MAT
+    per_pixel = math.ceil(128 / 8)  # one pixel of one pass of 8 output channels on the MAT
+    per_pass = per_pixel * 14 * 14
     done = 8 * (window // per_pass)
-    assert done == 8
-    assert [(p.engine, p.cycles) for p in t["project"].parts] == [("mat", per_pass)]
-    tail = math.ceil((32 - done) / 16) * math.ceil(128 / 8) * 14 * 14
+    pixels = (window - per_pass) // per_pixel
+    assert (done, pixels) == (8, 38)
+    assert [(p.engine, p.cycles) for p in t["project"].parts] == [("mat", per_pass + pixels * per_pixel)]
+    rest_of_pass = (196 - pixels) // 2 * per_pixel  # 158 pixels of 8 channels over two arrays of 8 lanes
+    tail = rest_of_pass + math.ceil((32 - done - 8) / 16) * per_pass
     assert [(p.engine, p.cycles) for p in t["project"].tail] == [("mat", tail), ("rmac", tail)]
     assert sum(p.macs for p in (*t["project"].parts, *t["project"].tail)) == 14 * 14 * 128 * 32
     # one tile per DW output row: a finished row releases PW work
@@ -80,7 +88,7 @@ def test_trio_mbconv_rules_b_c_d(tmp_path: Path) -> None:
 
 
 def test_trio_fused_dw_pw_keeps_its_intermediate_on_chip(tmp_path: Path) -> None:
-    cfg = load_config(TRIO, ONE_PG)
+    cfg = load_config(TRIO, RULES)
     w = _workload(tmp_path, MBCONV)
     r = simulate(cfg, w)
     rec = {x.op: x for x in r.ops}
@@ -97,7 +105,7 @@ def test_trio_fused_dw_pw_keeps_its_intermediate_on_chip(tmp_path: Path) -> None
 
 
 def test_trio_without_inter_layer_pipeline_runs_the_pw_on_all_pes(tmp_path: Path) -> None:
-    cfg = load_config(TRIO, [*ONE_PG, "mapping.pipeline.inter_layer=false"])
+    cfg = load_config(TRIO, [*RULES, "mapping.pipeline.inter_layer=false"])
     t = _tasks(build_taskgraph(_workload(tmp_path, MBCONV), cfg))
     rule_b = math.ceil(32 / 16) * math.ceil(128 / 8) * 14 * 14
     assert [(p.engine, p.cycles) for p in t["project"].parts] == [("mat", rule_b), ("rmac", rule_b)]
@@ -105,7 +113,7 @@ def test_trio_without_inter_layer_pipeline_runs_the_pw_on_all_pes(tmp_path: Path
 
 
 def test_trio_linear_attention_rule_e_with_k_sum_and_head_pipeline(tmp_path: Path) -> None:
-    cfg = load_config(TRIO, ONE_PG)
+    cfg = load_config(TRIO, RULES)
     w = _workload(tmp_path, LINEAR_ATTENTION)
     t = _tasks(build_taskgraph(w, cfg))
     h, n, dim = 4, 49, 16
@@ -123,6 +131,10 @@ def test_trio_linear_attention_rule_e_with_k_sum_and_head_pipeline(tmp_path: Pat
     r = simulate(cfg, w)
     rec = {x.op: x for x in r.ops}
     assert rec["qkv"].start_cycle < rec["kv"].end_cycle  # head i on the MAT while head i+1 is on the R-MAC
+    # the search gives the MAT's lanes the 49 tokens instead of the 17 output columns: h x ceil(49/8) x 2 x 17
+    searched = _tasks(build_taskgraph(w, load_config(TRIO, ONE_PG)))
+    assert [(p.engine, p.cycles, p.dataflow) for p in searched["qkv"].parts] == [
+        ("mat", h * math.ceil(n / 8) * math.ceil(dim / 8) * (dim + 1), "lanes=pixels")]
     assert rec["kv"].dram_write_bytes == 0  # S stays on chip
     assert rec["qkv"].dram_read_bytes == 4 * 49 * 16  # only Q, a graph input, comes from DRAM
 
@@ -160,12 +172,26 @@ def test_p2vit_float_scales_use_the_multiplier_unit(tmp_path: Path) -> None:
     (P2VIT, [], None),
     (GENERIC, [], None),
 ])
-@pytest.mark.parametrize("switch", ["inter_layer", "intra_layer"])
+@pytest.mark.parametrize("switch", ["inter_layer", "intra_layer", "double_buffering"])
 def test_turning_a_pipeline_off_never_speeds_a_run_up(tmp_path: Path, path, overrides, text, switch) -> None:
     w = _workload(tmp_path, text) if text else load_yaml_workload(MLP_YAML)
     on = simulate(load_config(path, overrides), w)
     off = simulate(load_config(path, [*overrides, f"mapping.pipeline.{switch}=false"]), w)
     assert off.latency_cycles >= on.latency_cycles
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["deit_tiny", "efficientvit_b1"])
+@pytest.mark.parametrize("path", [TRIO, P2VIT, GENERIC], ids=lambda p: p.stem)
+def test_on_the_zoo_no_pipeline_switch_off_speeds_a_run_up(path: Path, model: str) -> None:
+    """The saved traces of two zoo models on the shipped configs: each switch off, and all of them off."""
+    name = f"{path.stem}-{model}.json.gz"
+    w = Workload.from_dict(json.loads(gzip.decompress((ROOT / "tests" / "data" / "pinned" / name).read_bytes())))
+    on = simulate(load_config(path), w).latency_cycles
+    switches = ["inter_layer", "intra_layer", "double_buffering"]
+    for off in [[s] for s in switches] + [switches]:
+        cfg = load_config(path, [f"mapping.pipeline.{s}=false" for s in off])
+        assert simulate(cfg, w).latency_cycles >= on, off
 
 
 def test_generic_policy_is_the_default_and_ignores_role_classes() -> None:

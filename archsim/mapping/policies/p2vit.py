@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Mapping, Sequence
 
-from archsim.mapping.policy import Policy, heads_tiles, register_policy
+from archsim.mapping.policy import Policy, heads_tiles, multi_head, register_policy
 from archsim.workloads.ir import Op, Tensor
 
 
@@ -18,3 +18,7 @@ class P2VitPolicy(Policy):
         if len(ops) < 2:
             return 1
         return heads_tiles(ops, tensors, min_tiles)
+
+    def fixed_grain(self, ops: Sequence[Op], tensors: Mapping[str, Tensor]) -> bool:
+        """Attention streams exactly one head per tile."""
+        return multi_head(ops, tensors)

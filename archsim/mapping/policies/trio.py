@@ -4,6 +4,7 @@ Trio-ViT (Shi et al., TCAS-I 2024) and its engine (Shao et al., ISCAS 2024) map 
 
 - **K-sum adder tree.** A ``kv_matmul`` (ReLU(K)ᵀ·[V, 1]) assigned to two engines gives the ones columns of the
   padded V (the K-sums Σ ReLU(K_n)) to the second engine, the adder tree, and the rest to the first (the R-MAC).
+  Without a ones column (the trace sums K explicitly) the adder tree gets no share of the matmul.
 - **Heads across arrays** (Rule E). A multi-head matmul assigned to several MAC engines is split by heads.
 - **DW -> PW overlap** (Rule D). A ``dw_pwconv`` fused with its depthwise conv runs on its own engines (the MAT)
   while the depthwise runs; the output channels the MAT cannot finish in that window are a *tail* that all the
@@ -18,13 +19,14 @@ Other fused groups are cut into at least ``pipeline.min_tiles`` tiles.
 """
 from __future__ import annotations
 
-from typing import ClassVar, Mapping, Sequence
+from dataclasses import replace
+from typing import Callable, ClassVar, Mapping, Sequence
 
 from archsim.config.load import ArchConfig
 from archsim.config.schema import EngineBase
 from archsim.hardware.kind import OpCost, kind_of
 from archsim.mapping.assign import Neighbours
-from archsim.mapping.policy import Policy, heads_tiles, register_policy
+from archsim.mapping.policy import Policy, heads_tiles, multi_head, register_policy
 from archsim.mapping.taskgraph import Part, Task
 from archsim.workloads.geometry import Depthwise, Gemm, geometry, is_depthwise
 from archsim.workloads.ir import Op, Tensor
@@ -55,7 +57,7 @@ def overlap_channels(pw: Op, tensors: Mapping[str, Tensor], geom: Gemm, mat: Eng
     lo, hi = 0, geom.n
     while lo < hi:  # cycles grow with the channel count, so bisect for the largest count that fits
         mid = (lo + hi + 1) // 2
-        if kind.cost(mat, pw, tensors, pw.kind, Gemm(geom.groups, geom.m, geom.k, mid, geom.taps)).cycles <= window:
+        if kind.cost(mat, pw, tensors, pw.kind, replace(geom, n=mid)).cycles <= window:
             lo = mid
         else:
             hi = mid - 1
@@ -69,20 +71,61 @@ def dw_setup_cycles(dw_cycles: int, dw: Op, tensors: Mapping[str, Tensor]) -> in
     return _cdiv(dw_cycles, g.rows)
 
 
-def tail_split(pw: Op, tensors: Mapping[str, Tensor], geom: Gemm, channels: int, cfg: ArchConfig,
-               engines: Sequence[str]) -> list[tuple[str, OpCost]]:
-    """The last ``channels`` output channels of the PW on all of ``engines`` at once, split by peak MACs."""
+def _shares(size: int, weights: Sequence[int]) -> list[int]:
+    """``size`` split in proportion to ``weights``; the shares sum to ``size``."""
+    total, given, out = sum(weights), 0, []
+    for i, w in enumerate(weights):
+        s = size - given if i == len(weights) - 1 else min(size - given, round(size * w / total))
+        given += s
+        out.append(s)
+    return out
+
+
+def tail_split(pw: Op, tensors: Mapping[str, Tensor], geom: Gemm, cfg: ArchConfig,
+               engines: Sequence[str], by: str = "channels") -> list[tuple[str, OpCost]]:
+    """``geom`` (a part of the PW) on all of ``engines`` at once, split by output channels or by pixels in
+    proportion to the engines' peak MACs."""
     cfgs = [cfg.engines[e] for e in engines]
     peaks = [kind_of(c).peak_macs_per_cycle(c) for c in cfgs]
-    total = sum(peaks)
     out: list[tuple[str, OpCost]] = []
-    given = 0
-    for i, (e, c, p) in enumerate(zip(engines, cfgs, peaks)):
-        s = channels - given if i == len(engines) - 1 else min(channels - given, round(channels * p / total))
-        given += s
-        if s > 0:
-            out.append((e, kind_of(c).cost(c, pw, tensors, pw.kind, Gemm(geom.groups, geom.m, geom.k, s, geom.taps))))
+    for e, c, s in zip(engines, cfgs, _shares(geom.n if by == "channels" else geom.m, peaks)):
+        if s > 0 and geom.macs:
+            share = replace(geom, n=s) if by == "channels" else replace(geom, m=s)
+            out.append((e, kind_of(c).cost(c, pw, tensors, pw.kind, share)))
     return out
+
+
+def _largest(limit: int, ok: Callable[[int], bool]) -> int:
+    """The largest x in [0, limit] with ``ok(x)`` (``ok`` holds up to some point, then never)."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def partial_pass(pw: Op, tensors: Mapping[str, Tensor], geom: Gemm, mat: EngineBase, done: int,
+                 left: int) -> tuple[int, int]:
+    """(channels, pixels): the MAT spends the ``left`` cycles after its ``done`` whole channels on the first pixels
+    of its next pass (the channels its lanes take together)."""
+    kind = kind_of(mat)
+    if done >= geom.n or left <= 0:
+        return 0, 0
+
+    def cycles(n: int, m: int) -> int:
+        return kind.cost(mat, pw, tensors, pw.kind, replace(geom, n=n, m=m)).cycles
+
+    one = cycles(1, geom.m)
+    width = _largest(geom.n - done, lambda x: x >= 1 and cycles(x, geom.m) <= one)
+    pixels = _largest(geom.m, lambda px: px == 0 or cycles(width, px) <= left)
+    return (width, pixels) if pixels else (0, 0)
+
+
+def _sum_parts(engine: str, costs: Sequence[OpCost]) -> Part:
+    return Part(engine, sum(c.macs for c in costs), sum(c.cycles for c in costs), sum(c.energy_pj for c in costs))
 
 
 def overlap_tails(groups: list[list[Task]], tensors: Mapping[str, Tensor], cfg: ArchConfig, ctx: Neighbours) -> None:
@@ -108,7 +151,7 @@ def overlap_tails(groups: list[list[Task]], tensors: Mapping[str, Tensor], cfg: 
             assert isinstance(geom, Gemm)
             if dw.name not in by_name:  # not fused (pipeline off): the depthwise has ended, so all PEs (Rule B)
                 t.parts = tuple(Part(e, c.macs, c.cycles, c.energy_pj)
-                                for e, c in tail_split(t.op, tensors, geom, geom.n, cfg, engines))
+                                for e, c in tail_split(t.op, tensors, geom, cfg, engines))
                 continue
             if tensors[dw.op.output].nbytes > room:
                 continue  # the tail would need the whole depthwise output on chip
@@ -117,12 +160,18 @@ def overlap_tails(groups: list[list[Task]], tensors: Mapping[str, Tensor], cfg: 
             done = overlap_channels(t.op, tensors, geom, mat, window)
             if done >= geom.n:
                 continue  # the PW hides entirely behind the depthwise conv
-            head = kind_of(mat).cost(mat, t.op, tensors, t.op.kind, Gemm(geom.groups, geom.m, geom.k, done, geom.taps)
-                                     ) if done else None
-            t.parts = (Part(t.engines[0], head.macs, head.cycles, head.energy_pj),) if head else (
-                Part(t.engines[0], 0, 0, 0.0),)
-            t.tail = tuple(Part(e, c.macs, c.cycles, c.energy_pj)
-                           for e, c in tail_split(t.op, tensors, geom, geom.n - done, cfg, engines))
+            kind = kind_of(mat)
+            head = [kind.cost(mat, t.op, tensors, t.op.kind, replace(geom, n=done))] if done else []
+            # the MAT goes on into its next pass pixel by pixel; once the DW ends, all PEs share the rest of that
+            # pass by pixels and the channels after it by channels
+            width, pixels = partial_pass(t.op, tensors, geom, mat, done, window - sum(c.cycles for c in head))
+            if pixels:
+                head.append(kind.cost(mat, t.op, tensors, t.op.kind, replace(geom, n=width, m=pixels)))
+            rest = tail_split(t.op, tensors, replace(geom, n=width, m=geom.m - pixels), cfg, engines, by="pixels")
+            rest += tail_split(t.op, tensors, replace(geom, n=geom.n - done - width), cfg, engines)
+            t.parts = (_sum_parts(t.engines[0], head),)
+            t.tail = tuple(_sum_parts(e, [c for name, c in rest if name == e]) for e in engines
+                           if any(name == e for name, _ in rest))
 
 
 @register_policy
@@ -136,14 +185,16 @@ class TrioPolicy(Policy):
         """K-sum adder tree (a kv_matmul's ones columns to the second engine), else heads across the arrays."""
         if not isinstance(geom, Gemm) or len(engines) != 2:
             return None
-        pad = ones_columns(op, tensors, ctx) if cls == "kv_matmul" else 0
-        if 0 < pad < geom.n:
-            return [Gemm(geom.groups, geom.m, geom.k, geom.n - pad, geom.taps),
-                    Gemm(geom.groups, geom.m, geom.k, pad, geom.taps)]
+        if cls == "kv_matmul":
+            # the adder tree only adds: it takes the ones columns, and nothing when the trace has none (the K-sum is
+            # then an explicit reduction elsewhere, and the products all belong on the R-MAC)
+            pad = min(ones_columns(op, tensors, ctx), geom.n)
+            return [replace(geom, n=geom.n - pad), replace(geom, n=pad)]
         if op.kind == "matmul" and geom.groups > 1:
             first = geom.groups // 2 + geom.groups % 2
-            return [Gemm(first, geom.m, geom.k, geom.n, geom.taps),
-                    Gemm(geom.groups - first, geom.m, geom.k, geom.n, geom.taps)]
+            # heads, not images: the halves no longer hold whole images, so they cannot be split by batch
+            return [Gemm(first, geom.m, geom.k, geom.n, geom.taps), Gemm(geom.groups - first, geom.m, geom.k, geom.n,
+                                                                         geom.taps)]
         return None
 
     def starts_group(self, op: Op, tensors: Mapping[str, Tensor]) -> bool:
@@ -162,6 +213,10 @@ class TrioPolicy(Policy):
                 assert isinstance(g, Depthwise)
                 tiles = max(tiles, g.rows)
         return tiles
+
+    def fixed_grain(self, ops: Sequence[Op], tensors: Mapping[str, Tensor]) -> bool:
+        """The R-MAC's depthwise dataflow works a row at a time and attention a head at a time: both are kept."""
+        return len(ops) > 1 and (multi_head(ops, tensors) or any(is_depthwise(op, tensors) for op in ops))
 
     def after_fusion(self, groups: list[list[Task]], tensors: Mapping[str, Tensor], cfg: ArchConfig,
                      ctx: Neighbours) -> None:
