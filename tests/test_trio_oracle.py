@@ -1,10 +1,10 @@
 """The Trio-ViT authors' cycle model (Shi et al., TCAS-I 2024), Rules A-F, as an oracle for archsim.
 
 Unit tests check tests/oracles/trio_rules.py against small cases worked by hand from the rules' formulas; the slow
-test runs benchmarks/trio_oracle.py's comparison (EfficientViT-B1 at 288, idealized memory, one processing group)
-and asserts only what holds by construction or by measurement: the same MACs per block, Rule B and Rule C layers
-close to the authors' counts, finite positive ratios. The per-block agreement is *not* asserted: it is 0.7-37 % off
-per block for reasons analysed in docs/validation.md ("Against the Trio-ViT authors' cycle model").
+tests run benchmarks/trio_oracle.py's comparison (EfficientViT-B1 at 288, idealized memory, one processing group,
+the authors' fixed loop nests) and assert the agreement issue 11 asks for: without the ops the authors' model omits,
+every block and the total within 5 % of the oracle, with the same MACs per block (docs/validation.md, "Against the
+Trio-ViT authors' cycle model").
 """
 from __future__ import annotations
 
@@ -206,10 +206,11 @@ def test_archsim_against_oracle(comparison) -> None:
     # archsim and the oracle count the same layers: the same MACs in every block
     for b in res["blocks"]:
         assert b["archsim_macs"] == b["oracle_macs"], b["block"]
-        ratio = b["authors_ops"] / b["oracle"]
-        assert math.isfinite(ratio) and ratio > 0, b["block"]
-        assert b["all_ops"] >= b["authors_ops"] > 0
-    # only the classifier head is outside the oracle's blocks
+        assert abs(b["authors_ops"] / b["oracle"] - 1) <= 0.05, b["block"]  # without the ops the authors omit
+        assert b["all_ops"] >= b["oracle"] > 0
+    total = sum(b["authors_ops"] for b in res["blocks"]) / sum(b["oracle"] for b in res["blocks"])
+    assert abs(total - 1) <= 0.05
+    # only the classifier head is outside the oracle's blocks (of the run with every op)
     assert {r["scope"].split(".")[0] for r in res["unassigned"]} == {"head"}
     # 7 LiteMSAs x 2 scales: one divisor matmul each, left out of the authors' ops
     assert len(res["divisors"]) == 14

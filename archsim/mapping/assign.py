@@ -7,7 +7,7 @@ from typing import Mapping
 from archsim.config.load import ArchConfig
 from archsim.workloads.geometry import is_depthwise
 from archsim.workloads.ir import Op, Tensor, Workload
-from archsim.workloads.kinds import op_kind
+from archsim.workloads.kinds import category_of, op_kind
 
 #: single-input ops that sit between a depthwise conv and the pointwise conv it feeds (they stream through)
 _PASS_THROUGH = frozenset({"activation", "batchnorm", "requant"})
@@ -37,8 +37,8 @@ class Neighbours:
                 return None
             if is_depthwise(src, tensors):
                 return src
-            if src.kind not in _PASS_THROUGH or not src.inputs:
-                return None
+            if not (src.kind in _PASS_THROUGH or category_of(src.kind) == "unmodelled") or not src.inputs:
+                return None  # an unmodelled op is aliased to its first input by the mapper, so it passes too
             name = src.inputs[0]
         return None
 

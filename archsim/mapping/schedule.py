@@ -1,8 +1,10 @@
 """Build the TaskGraph: every op placed on engines, costed, fused, given a home for its tensors, and tiled.
 
-Stages, in order (each a small function below): fold/skip ops that cost nothing or cannot be modelled; assign and
-cost the rest; form inter-layer fusion groups; decide where each tensor lives (streamed, resident on chip, or in
-DRAM); tile every group so its working set fits its buffers.
+Stages, in order (each a small function below): fold/skip ops that cost nothing or cannot be modelled; assign the
+rest and cost them in the dataflows the mapper's search picks (:mod:`archsim.mapping.search`); move independent ops
+so producers meet their consumers; form fusion groups (inter- and intra-layer pipelines); decide where each tensor
+lives (streamed, resident on chip, or in DRAM); tile every group, at least so its working set fits its buffers and
+as the search picks.
 """
 from __future__ import annotations
 
@@ -379,7 +381,8 @@ def _tile_group(g: list[Task], tensors: Mapping[str, Tensor], cfg: ArchConfig, m
                 min_tiles: int = 1) -> None:
     """Cut a group into the tile count the mapper picks (at least the fewest that fit); when neither operand of an
     op fits, the loop order re-reads the one that costs fewer DRAM bytes."""
-    fewest = policy_of(cfg).group_tiles([t.op for t in g], tensors, min_tiles)  # the policy's streaming grain
+    policy = policy_of(cfg)
+    fewest = policy.group_tiles([t.op for t in g], tensors, min_tiles)  # the policy's streaming grain
     for t in g:
         fewest = max(fewest, _tiles_needed(t, tensors, cfg, act_buf, wgt_buf, act_work, wgt_work, k, depth,
                                            stream_work))
@@ -391,7 +394,6 @@ def _tile_group(g: list[Task], tensors: Mapping[str, Tensor], cfg: ArchConfig, m
                 again_acts, again_weights = t.act_dram_bytes * (n_w - 1), t.weight_dram_bytes * (n_a - 1)
                 t.order = "weights-outer" if again_acts <= again_weights else "activations-outer"
                 t.act_dram_bytes += min(again_acts, again_weights)
-    policy = policy_of(cfg)
     if policy.fixed_grain([t.op for t in g], tensors):
         most = fewest
     else:
