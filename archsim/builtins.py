@@ -5,9 +5,12 @@ public calls a plugin uses and are never hidden by a plugin that loads first.
 """
 from __future__ import annotations
 
+import archsim.hardware.cpu  # noqa: F401  (mobile_cpu)
 import archsim.hardware.dma  # noqa: F401  (dma)
+import archsim.hardware.gpu  # noqa: F401  (gpu_roofline)
 import archsim.hardware.mac  # noqa: F401  (mat, rmac, pe_array)
 import archsim.hardware.requant  # noqa: F401  (requant)
+import archsim.hardware.systolic  # noqa: F401  (systolic)
 import archsim.hardware.vector  # noqa: F401  (nonlinear)
 import archsim.mapping.policies.generic  # noqa: F401
 import archsim.mapping.policies.p2vit  # noqa: F401
