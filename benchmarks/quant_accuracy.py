@@ -3,8 +3,9 @@
 No ImageNet and no pretrained weights can be downloaded here, so this benchmark trains two small models of the
 families the methods target on the digits data set that scikit-learn ships (1,797 8x8 images, 10 classes,
 upsampled to 32x32 RGB): a small DeiT (timm VisionTransformer) and a small EfficientViT-B-style model (timm
-EfficientVit). It caches the trained weights, then prints the float accuracy next to each method at W8A8, W4A8
-and mixed precision, on a held-out test split. This is the project's honest accuracy check; ImageNet figures need
+EfficientVit). It caches the trained weights, then prints the float accuracy next to each method at W8A8, W4A8,
+W4A4 and mixed precision, on a held-out test split (PackQViT's rows include its quantization-aware training: 300
+steps on the calibration images, a few minutes). This is the project's honest accuracy check; ImageNet figures need
 real data (`quantizer eval MODEL --data DIR`).
 
     pip install -e ".[bench]"
@@ -80,7 +81,12 @@ SETTINGS = {
     "vit": [Setting("FQ-ViT W8A8", "fqvit", 8, ptf_lis=True), Setting("FQ-ViT W4A8", "fqvit", 4, ptf_lis=True),
             Setting("P2-ViT W8A8", "p2vit", 8, ptf_lis=True), Setting("P2-ViT W4A8", "p2vit", 4, ptf_lis=True),
             Setting("P2-ViT W4A8 FP scales", "p2vit", 4, ptf_lis=True, options=(("scale_rounding", "float"),)),
-            Setting("P2-ViT mixed", "p2vit", 4, mixed=True, ptf_lis=True)],
+            Setting("P2-ViT mixed", "p2vit", 4, mixed=True, ptf_lis=True),
+            Setting("FQ-ViT W4A4", "fqvit", 4, a_bits=4, ptf_lis=True),
+            Setting("P2-ViT W4A4", "p2vit", 4, a_bits=4, ptf_lis=True),
+            Setting("PackQViT W8A8 (QAT)", "packqvit", 8),
+            Setting("PackQViT W4A4 PTQ init", "packqvit", 4, a_bits=4, options=(("qat_steps", 0),)),
+            Setting("PackQViT W4A4 (QAT)", "packqvit", 4, a_bits=4)],
     "efficientvit": [Setting("Trio-ViT W8A8", "trio", 8), Setting("Trio-ViT W4A8", "trio", 4)],
 }
 
@@ -161,6 +167,8 @@ def quantized_accuracy(spec: TinyModel, float_model: nn.Module, setting: Setting
     options = dict(setting.options)
     if setting.mixed and quick:
         options.update(mixed_coarse=10, mixed_population=4, mixed_iters=1, mixed_children=3, hessian_samples=2)
+    if setting.method == "packqvit" and quick:
+        options.setdefault("qat_steps", 20)  # the smoke run only checks that QAT runs
     cfg = QuantConfig(method=setting.method, w_bits=setting.w_bits, a_bits=setting.a_bits, mixed=setting.mixed,
                       ptf=setting.ptf_lis, lis=setting.ptf_lis, seed=seed, options=options)
     get_method(setting.method).quantize(model, calib, cfg, holdout)

@@ -97,7 +97,7 @@ def _add_model_and_data(p: argparse.ArgumentParser) -> None:
 def _add_quant(p: argparse.ArgumentParser, method_required: bool) -> None:
     g = p.add_argument_group("quantization")
     g.add_argument("--method", required=method_required, metavar="M",
-                   help="a registered quantization method, e.g. fqvit, p2vit or trio (see `quantizer list`)"
+                   help="a registered quantization method, e.g. fqvit, p2vit, trio or packqvit (see `quantizer list`)"
                    + ("" if method_required else "; default: fqvit"))
     g.add_argument("--quant-method", choices=OBSERVERS, metavar="OBSERVER",
                    help="activation observer: minmax, ema, percentile or omse (default: minmax)")

@@ -11,8 +11,8 @@ What :func:`apply_specs` records (docs/architecture.md, "Quantized traces"):
 * every op owned by a quantized module gets ``attrs.quant``: the owning ``module``, ``a_bits``/``w_bits``/
   ``out_bits``, ``scale_kind``, where its output is re-quantized (``requant``: ``after`` = a requant stage behind
   the op, ``folded`` = inside the op, ``none`` = it stays at accumulator width), the integer implementation of a
-  non-linear op (``impl``: ``lis`` softmax, ``int`` LayerNorm or activation, ``shift`` divide, ``leading_one``
-  log2) and, for a mixed-precision model, ``mixed: true`` with the chosen ``w_bits``;
+  non-linear op (``impl``: ``lis`` or ``int2n`` softmax, ``int`` LayerNorm or activation, ``shift`` divide,
+  ``leading_one`` log2) and, for a mixed-precision model, ``mixed: true`` with the chosen ``w_bits``;
 * MAC ops get ``Op.scale_kind`` from their spec; their weights get ``w_bits`` (so 4-bit weights take half the
   bytes), their outputs ``out_bits``; an activation a MAC op reads is stored at the width that op reads it;
 * ops that integer hardware folds into a re-quantization disappear: a scalar multiply of a MAC result (attention's
@@ -126,6 +126,14 @@ def _op_facts(d: _Draft, owner: str, spec: Mapping[str, Any], a_bits: int, mixed
     elif op.kind == "softmax" and extra.get("softmax") == "lis":
         facts.update(impl="lis", out_bits=int(spec["out_bits"]), scale_kind="log2", requant="folded")
         bits[op.output] = int(spec["out_bits"])
+    elif op.kind == "softmax" and extra.get("softmax") == "int2n":
+        # PackQViT's Int-2^n-Softmax: base-2 exponential on the q·kᵀ accumulator, log2 (or uniform) output codes
+        scale = "log2" if extra.get("output", "log2") == "log2" else "pot"
+        facts.update(impl="int2n", out_bits=int(spec["out_bits"]), scale_kind=scale, requant="folded")
+        bits[op.output] = int(spec["out_bits"])
+    elif op.kind == "activation" and spec.get("kind") == "gelu" and extra.get("gelu") == "int":
+        # an integer GELU on its producer's accumulator (PackQViT); its reader sets the stored output width
+        facts.update(impl="int", requant="folded")
     elif op.kind == "layernorm" and extra.get("layernorm") == "int":
         facts.update(impl="int", out_bits=int(spec["out_bits"]), requant="folded")
         bits[op.output] = int(spec["out_bits"])

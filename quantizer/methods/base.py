@@ -175,6 +175,8 @@ for _name, _target, _description in (
      "P2-ViT power-of-two post-training quantization of timm ViT/DeiT and Swin models."),
     ("trio", "quantizer.methods.trio:TrioVit",
      "Trio-ViT: BN folding, DW-input migration, PW-input shifting, log2 divisors, MSE-p ranges, AdaRound."),
+    ("packqvit", "quantizer.methods.packqvit:PackQVit",
+     "PackQViT: sub-8-bit QAT of timm ViT/DeiT (log2 softmax/GELU, outlier-aware residuals, integer non-linears)."),
 ):
     register_lazy_method(_name, _target, _description)
 del _name, _target, _description

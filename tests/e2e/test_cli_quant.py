@@ -64,7 +64,7 @@ def test_set_reaches_the_quant_section(tmp_path: Path, capsys) -> None:
      "method 'trio' does not support deit_small (family vit; it supports efficientvit)"),
     (["run", str(TRIO), "--model", "deit_small"],
      ("trio.yaml: quant.method: method 'trio' does not support deit_small (family vit; it supports efficientvit); "
-      "methods for vit: fqvit, ", "p2vit; pass --quant METHOD, or --quant none for the float graph")),  # + plugins
+      "methods for vit: fqvit, ", "p2vit, packqvit; pass --quant METHOD, or --quant none for the float graph")),  # + plugins
     (["run", str(GENERIC), "--model", "deit_small", "--quant", "gptq"], "--quant: unknown method 'gptq'"),
     (["run", str(GENERIC), "--model", "deit_small", "--quant", "fqvit", "--w-bits", "12"],
      "--w-bits must be an integer from 2 to 8, got 12"),

@@ -223,9 +223,12 @@ def test_bad_values_are_one_line_errors_naming_the_key(override: str, key: str, 
 
 
 @pytest.mark.slow
-def test_packed_4bit_vs_8bit_on_deit_tiny(tmp_path: Path) -> None:
-    code = main(["compare", str(MOBILE), "--set", "defaults.act_bits=4", "--set", "defaults.weight_bits=4",
-                 "--model", "deit_tiny", "--quant", "none", "--out", str(tmp_path), "--quiet"])
+@pytest.mark.parametrize("how", [
+    ["--set", "defaults.act_bits=4", "--set", "defaults.weight_bits=4", "--quant", "none"],  # the float graph
+    ["--set", "quant.w_bits=4", "--set", "quant.a_bits=4"],  # the config's quant: section, PackQViT's quantizer
+])
+def test_packed_4bit_vs_8bit_on_deit_tiny(how: list[str], tmp_path: Path) -> None:
+    code = main(["compare", str(MOBILE), *how, "--model", "deit_tiny", "--out", str(tmp_path), "--quiet"])
     assert code == 0
     w8, w4 = csv.DictReader((tmp_path / "compare.csv").open())
     # only the GEMMs' SIMD instructions halve (softmax, LayerNorm, GELU, re-quantization do not): between 1x and 2x

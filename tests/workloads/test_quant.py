@@ -73,6 +73,34 @@ def test_scalar_rescale_folds_and_lis_softmax_is_4_bit_log2() -> None:
     assert op_classes(ops["p"], w.tensors) == ["softmax_lis", "softmax"]
 
 
+def test_int2n_softmax_reads_the_accumulator_and_writes_log2_codes() -> None:
+    """PackQViT: q·kᵀ stays at 32 bits, Int-2^n-Softmax writes 4-bit log2 codes that attn·v reads."""
+    specs = {"attn.mm1": spec("matmul", out=32), "attn.mm2": spec("matmul", lhs_bits=4),
+             "attn.softmax": spec("softmax", act=32, out=4, scale="log2", softmax="int2n", output="log2")}
+    w = apply_specs(_attention_like(), specs, QuantConfig("packqvit"))
+    ops = {op.name: op for op in w.ops}
+    assert ops["qk"].attrs["quant"]["requant"] == "none" and w.tensors["qk"].bits == 32
+    facts = ops["p"].attrs["quant"]
+    assert (facts["impl"], facts["scale_kind"], facts["requant"]) == ("int2n", "log2", "folded")
+    assert w.tensors["p"].bits == 4
+    assert op_classes(ops["p"], w.tensors) == ["softmax_int2n", "softmax"]
+    uniform = dict(specs, **{"attn.softmax": spec("softmax", act=32, out=4, scale="pot", softmax="int2n",
+                                                      output="uniform")})
+    p = next(op for op in apply_specs(_attention_like(), uniform, QuantConfig("packqvit")).ops if op.name == "p")
+    assert p.attrs["quant"]["scale_kind"] == "pot"
+
+
+def test_integer_gelu_is_its_own_class() -> None:
+    t = [Tensor("x", (1, 4, 8)), Tensor("fc1.weight", (16, 8), 8, True), Tensor("h", (1, 4, 16)),
+         Tensor("g", (1, 4, 16))]
+    ops = [Op("h", "linear", ("x",), "h", weights=("fc1.weight",), macs=4 * 8 * 16, scope="mlp.fc1"),
+           Op("g", "activation", ("h",), "g", attrs={"fn": "gelu"}, scope="mlp.act.gelu")]
+    specs = {"mlp.fc1": spec("linear", w=4, out=32), "mlp.act": spec("gelu", act=32, out=32, gelu="int")}
+    w = apply_specs(make_workload("mlp", t, ops), specs, QuantConfig("packqvit"))
+    g = next(op for op in w.ops if op.name == "g")
+    assert g.attrs["quant"]["impl"] == "int" and op_classes(g, w.tensors) == ["gelu_int", "gelu", "activation"]
+
+
 def _divisor_like() -> Workload:
     """num / (den + eps) inside a log2 divisor module, and x / mig before a conv-like linear."""
     t = [Tensor("num", (1, 16, 8)), Tensor("den", (1, 16, 1)), Tensor("d", (1, 16, 1)), Tensor("q", (1, 16, 8)),
