@@ -52,7 +52,7 @@ def _add_workload_args(p: argparse.ArgumentParser, required: bool = True) -> Non
     m.add_argument("--no-cache", action="store_true", help="re-trace even if a cached trace exists")
     q = p.add_argument_group("quantization (with --model; default: the config's quant: section)")
     q.add_argument("--quant", metavar="METHOD", help="quantize the model first with a registered method (fqvit, "
-                   "p2vit, trio, or a plugin's; see `archsim list methods`), or none for the float model with the "
+                   "p2vit, trio, packqvit, or a plugin's; see `archsim list methods`), or none for the float model with the "
                    "config's defaults: bit widths")
     q.add_argument("--w-bits", type=int, metavar="N", help="weight bits of the quantizer, 2 to 8 (default: 8)")
     q.add_argument("--a-bits", type=int, metavar="N", help="activation bits of the quantizer, 2 to 8 (default: 8)")
@@ -94,6 +94,30 @@ def build_parser() -> argparse.ArgumentParser:
                       "with the overrides (repeatable)")
     cmp_.add_argument("--out", metavar="DIR", help="output folder (default: reports/compare-<model>)")
     cmp_.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    sw = sub.add_parser("sweep", help="explore a design space: many configs and workloads, a table and a Pareto set",
+                        description="Run every point of a sweep (a YAML file, or --config with --grid flags) on a "
+                        "local process pool or a Dask cluster. Each model is traced once on this machine; workers "
+                        "get the IR. Writes points.jsonl (appended as each point finishes: a rerun resumes), "
+                        "results.parquet, results.csv, pareto.png and pareto.md to the output folder.")
+    sw.add_argument("sweep", nargs="?", metavar="SWEEP.yaml", help="the sweep file, e.g. examples/sweeps/trio_dse.yaml")
+    sw.add_argument("--config", metavar="CONFIG.yaml", help="the base config (instead of, or over, the file's)")
+    sw.add_argument("--model", metavar="NAME", help="the zoo model (instead of the file's workload)")
+    sw.add_argument("--workload", metavar="FILE.yaml", help="a hand-written YAML workload (no torch needed)")
+    sw.add_argument("--trace", metavar="FILE.json", help="a saved trace from `archsim trace` (no torch needed)")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                    help="sweep a config key (or model, batch, resolution) over these values (repeatable)")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key at every point (repeatable)")
+    sw.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: every core)")
+    sw.add_argument("--dask", metavar="ADDRESS", help="run the points on this Dask scheduler, e.g. "
+                    "tcp://127.0.0.1:8786")
+    sw.add_argument("--out", metavar="DIR", help="output folder (default: reports/sweep-<name>)")
+    sw.add_argument("--fresh", action="store_true", help="discard the points logged in the output folder")
+    sw.add_argument("--no-cache", action="store_true", help="re-trace models even if a cached trace exists")
+    sw.add_argument("--report", metavar="DIR", help="redraw the Pareto plot and set from a sweep folder's table, "
+                    "without running anything")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar, print nothing but errors")
 
     val = sub.add_parser("validate", help="check an architecture config and print what it describes",
                          description="Load and validate a config; print its engines, buffers and peak throughput.")
@@ -290,6 +314,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from archsim.config import load_config
+    from archsim.hardware.area import area_of
     from archsim.hardware.kind import design_peak_macs, kind_of
 
     cfg = load_config(args.config, args.set)
@@ -303,6 +328,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print(f"  dram: {dram.type}, {dram.channels} x {dram.bandwidth_gbps:g} GB/s")
     print(f"  mapping policy: {cfg.mapping.policy}")
     print(f"  peak: {peak} MACs/cycle = {2 * peak * cfg.clock_mhz / 1e3:g} GOPS")
+    area = area_of(cfg)
+    print(f"  area: {area.total_mm2:.4g} mm2 {area.source} (45 nm proxy: arithmetic and SRAM only), "
+          f"{area.multipliers} multipliers, {area.sram_kib:g} KiB SRAM")
+    for name, mm2 in area.by_component.items():
+        print(f"    {name}: {mm2:.4g} mm2{' (given)' if name in area.given else ''}")
+    for note in area.notes:
+        print(f"  area note: {note}")
     return 0
 
 
@@ -332,6 +364,49 @@ def _listing(what: str) -> list[tuple[str, str, str]]:
     return [(n, bridge.method_origin(n), bridge.method_description(n)) for n in bridge.method_names()]
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from archsim.sweep.pareto import markdown
+    from archsim.sweep.run import redraw, run_sweep
+    from archsim.sweep.spec import load_sweep
+    from archsim.sweep.store import read_manifest
+    from archsim.sweep.table import read_table
+
+    if args.report:
+        if args.sweep or args.grid or args.config or args.model or args.workload or args.trace:
+            raise UsageError("--report redraws an existing sweep folder: give no sweep file, --config, a workload "
+                             "or --grid with it")
+        folder = Path(args.report)
+        manifest = read_manifest(folder)
+        outcome = redraw(folder, read_table(folder), manifest)
+    else:
+        spec = load_sweep(args.sweep, grid=args.grid, config=args.config, model=args.model, trace=args.trace,
+                          workload=args.workload, overrides=args.set)
+        folder = Path(args.out) if args.out else Path("reports") / f"sweep-{_slug(spec.name)}"
+        _make_folder(folder, "--out")
+        t0 = time.perf_counter()
+        # status lines, like the progress bar, go to a terminal only: logs and pipes get the summary alone
+        say = None if args.quiet or not sys.stderr.isatty() else (
+            lambda text: print(f"sweep {spec.name}: {text}", file=sys.stderr))
+        outcome = run_sweep(spec, folder, workers=args.workers, dask=args.dask, fresh=args.fresh,
+                            progress=False if args.quiet else None, cache=not args.no_cache, say=say)
+        manifest = read_manifest(folder)
+        if not args.quiet:
+            print(f"sweep {spec.name}: {len(outcome.rows)} points ({outcome.ran} run now, "
+                  f"{len(outcome.rows) - outcome.ran} from the log, {outcome.failed} failed) in "
+                  f"{time.perf_counter() - t0:.1f} s")
+    if not args.quiet:
+        errors = [r for r in outcome.rows if r["status"] != "ok"]
+        for r in errors[:5]:
+            print(f"  point {r['index']} failed: {r['error']}")
+        if len(errors) > 5:
+            print(f"  ... and {len(errors) - 5} more failed points (see results.csv)")
+        print(f"\nPareto set ({len(outcome.front)} of {len(outcome.rows)} points; "
+              f"{', '.join(manifest['objectives'])}):\n")
+        print(markdown(outcome.rows, outcome.front, manifest["keys"], manifest["objectives"]), end="")
+        print(f"\nwritten: {', '.join(str(f) for f in outcome.files)}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     for what in ([args.what] if args.what else LISTINGS):
         rows = _listing(what)
@@ -353,7 +428,8 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
-COMMANDS = {"run": _cmd_run, "compare": _cmd_compare, "trace": _cmd_trace, "validate": _cmd_validate, "list": _cmd_list}
+COMMANDS = {"run": _cmd_run, "compare": _cmd_compare, "sweep": _cmd_sweep, "trace": _cmd_trace,
+            "validate": _cmd_validate, "list": _cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -92,6 +92,11 @@ class Result:
     events: int
     workload_meta: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # the config's area proxy (archsim.hardware.area.area_of): total and per component in mm², and whether it was
+    # derived, given by the config or mixed; None / empty when the run did not record it
+    area_mm2: float | None = None
+    area_by_component: Mapping[str, float] = field(default_factory=dict)
+    area_source: str = ""
 
     @property
     def latency_ms(self) -> float:

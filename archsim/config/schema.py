@@ -17,6 +17,8 @@ NonNegInt = Annotated[int, Field(ge=0, strict=True)]
 PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Bits = Annotated[int, Field(ge=1, le=32, strict=True)]
+#: An area or per-unit area figure: a finite number >= 0 (``inf`` and ``nan`` are rejected).
+AreaFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Model(BaseModel):
@@ -79,6 +81,7 @@ class Buffer(Model):
     write_pj_per_bit: NonNegFloat = 0.35
     static_mw: NonNegFloat = 0.0
     holds: tuple[Literal["activation", "weight", "stream"], ...] = ("activation",)
+    area_mm2: AreaFloat | None = None  # a published macro area; overrides the derived one (docs: Area proxy)
 
     @property
     def capacity_bytes(self) -> int:
@@ -120,6 +123,29 @@ class EngineBase(Model):
 
     type: str
     static_mw: NonNegFloat = 0.0
+    area_mm2: AreaFloat | None = None  # a published area; overrides the derived one (docs: Area proxy)
+
+
+# ---- area proxy ---------------------------------------------------------------------------------------------------
+
+
+class AreaSpec(Model):
+    """Per-unit areas in µm² at one technology (45 nm) that ``archsim.hardware.area`` derives a design's area from.
+
+    Arithmetic: M. Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014
+    (doi:10.1109/ISSCC.2014.6757323), 45 nm. SRAM: Intel's 45 nm 6T bitcell (Mistry et al., IEDM 2007). Sources
+    and the scaling rules in docs/configuration.md ("Area proxy").
+    """
+
+    int_mult8_um2: AreaFloat = 282.0  # 8-bit integer multiplier (Horowitz ISSCC'14, 45 nm)
+    int_add8_um2: AreaFloat = 36.0  # 8-bit integer adder (Horowitz ISSCC'14, 45 nm)
+    fp16_mult_um2: AreaFloat = 1640.0  # 16-bit floating-point multiplier (Horowitz ISSCC'14, 45 nm)
+    fp16_add_um2: AreaFloat = 1360.0  # 16-bit floating-point adder (Horowitz ISSCC'14, 45 nm)
+    fp32_mult_um2: AreaFloat = 7700.0  # 32-bit floating-point multiplier (Horowitz ISSCC'14, 45 nm)
+    fp32_add_um2: AreaFloat = 4184.0  # 32-bit floating-point adder (Horowitz ISSCC'14, 45 nm)
+    sram_bitcell_um2: AreaFloat = 0.346  # Intel 45 nm high-k/metal-gate 6T cell (Mistry et al., IEDM 2007)
+    # assumed: bitcells fill 70% of an SRAM macro (decoders, sense amplifiers, I/O take the rest)
+    sram_array_efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.7
 
 
 # ---- mapping ------------------------------------------------------------------------------------------------------
@@ -262,6 +288,7 @@ class ArchConfigRaw(Model):
     noc: Noc = Noc()
     engines: dict[str, dict[str, Any]]
     mapping: Mapping
+    area: AreaSpec = AreaSpec()
 
     @model_validator(mode="after")
     def _nonempty(self) -> "ArchConfigRaw":

@@ -17,8 +17,8 @@ from typing import ClassVar, Literal, Mapping
 
 from pydantic import ValidationInfo, field_validator
 
-from archsim.config.schema import Bits, EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
-from archsim.hardware.kind import EngineKind, OpCost, register_engine_kind
+from archsim.config.schema import Bits, Defaults, EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
+from archsim.hardware.kind import AreaUnits, EngineKind, OpCost, register_engine_kind
 from archsim.workloads.geometry import Depthwise, Gemm, geometry
 from archsim.workloads.ir import Op, Tensor
 from archsim.workloads.kinds import is_mac
@@ -137,6 +137,10 @@ class MobileCpuKind(EngineKind):
     def resources(self, cfg: EngineBase) -> dict[str, int]:
         assert isinstance(cfg, MobileCpuEngine)
         return {"cores": cfg.cores, "simd_pipes": cfg.cores * cfg.pipes}
+
+    def area_units(self, cfg: EngineBase, defaults: Defaults) -> AreaUnits:
+        """Not derived: a CPU cluster is far more than its SIMD multipliers (give ``area_mm2``, its cores' area)."""
+        return AreaUnits(note="a CPU's area is not derived from its arithmetic: give area_mm2 (its cores' area)")
 
     def summary(self, cfg: EngineBase) -> str:
         assert isinstance(cfg, MobileCpuEngine)

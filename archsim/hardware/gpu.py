@@ -14,8 +14,8 @@ from typing import Annotated, ClassVar, Literal, Mapping
 
 from pydantic import Field, field_validator
 
-from archsim.config.schema import EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
-from archsim.hardware.kind import EngineKind, OpCost, register_engine_kind
+from archsim.config.schema import Defaults, EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
+from archsim.hardware.kind import AreaUnits, EngineKind, OpCost, register_engine_kind
 from archsim.hardware.vector import elementwise_count
 from archsim.workloads.geometry import Depthwise, Gemm, geometry
 from archsim.workloads.ir import Op, Tensor
@@ -122,6 +122,10 @@ class GpuKind(EngineKind):
     def resources(self, cfg: EngineBase) -> dict[str, int]:
         assert isinstance(cfg, GpuEngine)
         return {"sms": cfg.sms}
+
+    def area_units(self, cfg: EngineBase, defaults: Defaults) -> AreaUnits:
+        """Not derived: a GPU is far more than its tensor-core multipliers (give ``area_mm2``, its die area)."""
+        return AreaUnits(note="a GPU's area is not derived from its arithmetic: give area_mm2 (its die area)")
 
     def summary(self, cfg: EngineBase) -> str:
         assert isinstance(cfg, GpuEngine)

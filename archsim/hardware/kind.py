@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Mapping, TypeVar, cast
 
-from archsim.config.schema import EngineBase
+from archsim.config.schema import Defaults, EngineBase
 from archsim import registry
 from archsim.registry import Registry
 from archsim.workloads.geometry import Depthwise, Gemm
@@ -49,6 +49,23 @@ class Dataflow:
         """``split=pixels,reduce=k*taps,lanes=channels``; empty for an engine with no choices."""
         return ",".join(f"{k}={v}" for k, v in (("split", self.split), ("reduce", self.reduce), ("lanes", self.lanes))
                         if v)
+
+
+@dataclass(frozen=True, slots=True)
+class AreaUnits:
+    """The arithmetic an engine is built from, which the area proxy (``archsim.hardware.area``) prices: integer
+    ``multipliers`` of ``multiplier_bits`` x ``multiplier_bits`` operands (the MAC multipliers when the engine does
+    MACs), integer ``adders`` of ``adder_bits``, and floating-point ``fp_lanes`` of ``fp_bits`` (one multiplier plus
+    one adder each). ``note`` says why a kind's area is not derived this way (a GPU, a CPU): it then counts 0 unless
+    the config gives ``area_mm2``."""
+
+    multipliers: int = 0
+    multiplier_bits: int = 8
+    adders: int = 0
+    adder_bits: int = 32
+    fp_lanes: int = 0
+    fp_bits: int = 16
+    note: str = ""
 
 
 class EngineKind:
@@ -100,6 +117,14 @@ class EngineKind:
         """Countable hardware the engine occupies (``multipliers``, FPGA ``dsps``, ...), for area and per-resource
         figures; empty when the kind counts none."""
         return {}
+
+    def area_units(self, cfg: EngineBase, defaults: Defaults) -> AreaUnits:
+        """What the engine's area is derived from (``archsim.hardware.area``). By default one multiplier of the
+        config's widest operand plus one ``acc_bits`` accumulator adder per MAC per cycle, so a kind without MACs
+        (the DMA) counts 0; kinds whose hardware differs (vector lanes, re-quantization, GPU, CPU) override it."""
+        peak = self.peak_macs_per_cycle(cfg)
+        return AreaUnits(multipliers=peak, multiplier_bits=max(defaults.act_bits, defaults.weight_bits), adders=peak,
+                         adder_bits=defaults.acc_bits)
 
     def summary(self, cfg: EngineBase) -> str:
         """One line for ``archsim validate``."""

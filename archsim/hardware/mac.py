@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Mapping
 
-from archsim.config.schema import Bits, EngineBase, NonNegFloat, PosInt
-from archsim.hardware.kind import Dataflow, EngineKind, OpCost, register_engine_kind
+from archsim.config.schema import Bits, Defaults, EngineBase, NonNegFloat, PosInt
+from archsim.hardware.kind import AreaUnits, Dataflow, EngineKind, OpCost, register_engine_kind
 from archsim.workloads.geometry import Depthwise, Gemm, geometry
 from archsim.workloads.ir import Op, Tensor
 from archsim.workloads.kinds import is_mac
@@ -304,6 +304,14 @@ class MacArrayKind(EngineKind):
         """Multipliers and the DSP slices they take; an adder tree has neither (it adds in LUTs)."""
         assert isinstance(cfg, MacArrayBase)
         return {} if cfg.adder_tree else {"multipliers": cfg.multiplier_count, "dsps": cfg.dsps}
+
+    def area_units(self, cfg: EngineBase, defaults: Defaults) -> AreaUnits:
+        """Its physical multipliers of ``multiplier_bits`` (none in an adder tree) and one ``acc_bits`` adder per
+        MAC per cycle (tree adders and accumulators alike)."""
+        assert isinstance(cfg, MacArrayBase)
+        return AreaUnits(multipliers=0 if cfg.adder_tree else cfg.multiplier_count,
+                         multiplier_bits=cfg.multiplier_bits, adders=cfg.peak_macs_per_cycle,
+                         adder_bits=defaults.acc_bits)
 
     def summary(self, cfg: EngineBase) -> str:
         line = super().summary(cfg)

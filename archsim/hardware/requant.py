@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Mapping
 
-from archsim.config.schema import EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
-from archsim.hardware.kind import EngineKind, OpCost, register_engine_kind
+from archsim.config.schema import Defaults, EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
+from archsim.hardware.kind import AreaUnits, EngineKind, OpCost, register_engine_kind
 from archsim.workloads.geometry import Depthwise, Gemm
 from archsim.workloads.ir import Op, Tensor
 
@@ -52,3 +52,14 @@ class RequantKind(EngineKind):
             energy_pj=elements * mode.pj_per_element,
             detail="shift" if mode is cfg.shift else "multiply",
         )
+
+    def area_units(self, cfg: EngineBase, defaults: Defaults) -> AreaUnits:
+        """Each lane: one multiplier for float scales and one ``acc_bits`` rounding adder (shifters not counted).
+        assumed: the scale multiplier is ``REQUANT_MULTIPLIER_BITS`` wide (a fixed-point scale)."""
+        assert isinstance(cfg, RequantEngine)
+        return AreaUnits(multipliers=cfg.lanes, multiplier_bits=REQUANT_MULTIPLIER_BITS, adders=cfg.lanes,
+                         adder_bits=defaults.acc_bits)
+
+
+#: assumed: operand width of a re-quantization lane's scale multiplier (a 16-bit fixed-point scale).
+REQUANT_MULTIPLIER_BITS = 16

@@ -30,8 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Mapping
 
-from archsim.config.schema import Bits, EngineBase, NonNegFloat, PosInt
-from archsim.hardware.kind import EngineKind, OpCost, register_engine_kind
+from archsim.config.schema import Bits, Defaults, EngineBase, NonNegFloat, PosInt
+from archsim.hardware.kind import AreaUnits, EngineKind, OpCost, register_engine_kind
 from archsim.workloads.geometry import Depthwise, Gemm, geometry
 from archsim.workloads.ir import Op, Tensor
 from archsim.workloads.kinds import is_mac
@@ -137,6 +137,12 @@ class SystolicKind(EngineKind):
     def resources(self, cfg: EngineBase) -> dict[str, int]:
         assert isinstance(cfg, SystolicEngine)
         return {"multipliers": cfg.rows * cfg.cols}
+
+    def area_units(self, cfg: EngineBase, defaults: Defaults) -> AreaUnits:
+        """A multiplier of ``multiplier_bits`` and a ``psum_bits`` adder in every PE."""
+        assert isinstance(cfg, SystolicEngine)
+        pes = cfg.rows * cfg.cols
+        return AreaUnits(multipliers=pes, multiplier_bits=cfg.multiplier_bits, adders=pes, adder_bits=cfg.psum_bits)
 
     def summary(self, cfg: EngineBase) -> str:
         assert isinstance(cfg, SystolicEngine)

@@ -7,8 +7,8 @@ from typing import ClassVar, Literal, Mapping
 
 from pydantic import field_validator
 
-from archsim.config.schema import EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
-from archsim.hardware.kind import EngineKind, OpCost, register_engine_kind
+from archsim.config.schema import Defaults, EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
+from archsim.hardware.kind import AreaUnits, EngineKind, OpCost, register_engine_kind
 from archsim.workloads.geometry import Depthwise, Gemm
 from archsim.workloads.ir import Op, Tensor
 
@@ -72,3 +72,9 @@ class NonlinearKind(EngineKind):
             energy_pj=n * spec.pj_per_element,
             detail=f"fn={cls}",
         )
+
+    def area_units(self, cfg: EngineBase, defaults: Defaults) -> AreaUnits:
+        """assumed: each lane evaluates its functions with one FP16 multiply-add per cycle (polynomial or
+        piecewise-linear approximations); an integer unit of the same throughput is smaller."""
+        assert isinstance(cfg, NonlinearEngine)
+        return AreaUnits(fp_lanes=cfg.lanes, fp_bits=16)

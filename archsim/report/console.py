@@ -46,6 +46,17 @@ def _energy_lines(s: Mapping[str, Any]) -> list[str]:
     return lines + ([f"  top      {shares}"] if shares else [])
 
 
+def _area_lines(s: Mapping[str, Any]) -> list[str]:
+    """The area proxy's total and its largest components; nothing when the run did not record it."""
+    total = s.get("area_mm2")
+    if total is None:
+        return []
+    top = sorted(s["area_by_component"].items(), key=lambda item: (-item[1], item[0]))[:TOP_COMPONENTS]
+    shares = ", ".join(f"{name} {100 * safe_ratio(value, total):.1f}%" for name, value in top)
+    line = f"area       {format_number(total)} mm2 ({s['area_source']}, 45 nm proxy)"
+    return [line + (f"; {shares}" if shares else "")]
+
+
 def _unmodelled_lines(s: Mapping[str, Any]) -> list[str]:
     """Nothing when every op was modelled; otherwise a line that cannot be missed."""
     names = s["unmodelled"]
@@ -95,6 +106,7 @@ def format_summary(result: Result, out_dir: str | os.PathLike[str] | None = None
         f"DRAM       read {format_bytes(s['dram_read_bytes'])}, write {format_bytes(s['dram_write_bytes'])}, "
         f"{format_number(s['dram_bytes_per_cycle'])} B/cycle",
         *_energy_lines(s),
+        *_area_lines(s),
         f"ops        {ops['simulated']} simulated, {ops['folded']} folded, {ops['unmodelled']} unmodelled",
         *_unmodelled_lines(s),
         *_note_lines(s["notes"]),

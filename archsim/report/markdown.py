@@ -86,6 +86,7 @@ def _headline(s: Mapping[str, Any]) -> list[str]:
          f"({percent(safe_ratio(s['achieved_gops'], s['peak_gops']))})"),
         ("energy", micro_joules(s["energy_pj_total"])),
         ("energy per inference", micro_joules(s["energy_pj_per_inference"])),
+        *_area_rows(s),
         ("DRAM read", format_bytes(s["dram_read_bytes"])),
         ("DRAM write", format_bytes(s["dram_write_bytes"])),
         ("DRAM traffic per cycle", f"{format_number(s['dram_bytes_per_cycle'])} B/cycle"),
@@ -93,6 +94,16 @@ def _headline(s: Mapping[str, Any]) -> list[str]:
         ("simulator events", f"{s['events']:,}"),
     ]
     return ["## Headline", "", *table(("metric", "value"), rows, "lr")]
+
+
+def _area_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The area proxy's headline row (total, how it was obtained, largest component); none when not recorded."""
+    total = s.get("area_mm2")
+    if total is None:
+        return []
+    top = max(s["area_by_component"].items(), key=lambda item: (item[1], item[0]), default=None)
+    largest = f"; largest: {top[0]}, {percent(safe_ratio(top[1], total))}" if top else ""
+    return [("area (45 nm proxy)", f"{format_number(total)} mm² ({s['area_source']}{largest})")]
 
 
 def _engines(s: Mapping[str, Any]) -> list[str]:

@@ -69,6 +69,9 @@ def _delete(path: list):
         (_set(["mapping", "pipeline", "inter_layer"], "sometimes"), "mapping.pipeline.inter_layer", "true or false"),
         (_set(["buffers", "wgt_buf", "holds"], ["activation"]), "buffers", "exactly one buffer must hold"),
         (_delete(["mapping", "assign", "requant"]), "mapping.assign.requant", "no engine is assigned"),
+        (_set(["engines", "pe", "area_mm2"], -2.5), "engines.pe.area_mm2", "must be a number >= 0, got -2.5"),
+        (_set(["buffers", "wgt_buf", "area_mm2"], float("inf")), "buffers.wgt_buf.area_mm2", "must be a finite number"),
+        (_set(["area"], {"sram_bitcell_um2": -1}), "area.sram_bitcell_um2", "must be a number >= 0, got -1"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path: Path, edit, key: str, phrase: str) -> None:

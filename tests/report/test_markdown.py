@@ -1,6 +1,7 @@
 """report.md, the console summary and write_all."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from archsim.report import OUTPUT_FILES, format_summary, write_all
@@ -22,6 +23,14 @@ def test_report_sections_and_numbers(result: Result) -> None:
     assert "- random weights and synthetic inputs" in text
     top = text.split("## Top 10 ops by cycles")[1].split("##")[0]
     assert top.index("patch_embed") < top.index("blocks.0.proj")  # 200 cycles before 150
+
+
+def test_area_in_the_headline_and_the_console_only_when_recorded(result: Result) -> None:
+    assert "area" not in render_report_md(result, LINKS).split("## Engines")[0]
+    assert "\narea " not in format_summary(result)
+    with_area = replace(result, area_mm2=2.0, area_by_component={"mac0": 0.5, "sram": 1.5}, area_source="mixed")
+    assert "| area (45 nm proxy) | 2 mm² (mixed; largest: sram, 75.0%) |" in render_report_md(with_area, LINKS)
+    assert "\narea       2 mm2 (mixed, 45 nm proxy); sram 75.0%, mac0 25.0%\n" in format_summary(with_area)
 
 
 def test_report_lists_unmodelled_ops_loudly(result: Result) -> None:

@@ -88,6 +88,16 @@ def test_engines_components_ops_and_metadata(result: Result) -> None:
     assert s["notes"] == list(result.notes)
 
 
+def test_area_keys_are_null_until_a_run_records_the_area(make_result: Callable[..., Result]) -> None:
+    """The area proxy's keys are always there (null / empty / '' when not recorded) and rounded like the rest."""
+    s = build_summary(make_result())
+    assert (s["area_mm2"], s["area_by_component"], s["area_source"]) == (None, {}, "")
+    s = build_summary(make_result(area_mm2=2.2505912, area_by_component={"mac0": 0.1090561, "sram": 2.1415351},
+                                  area_source="derived"))
+    assert s["area_mm2"] == 2.25059 and s["area_by_component"] == {"mac0": 0.109056, "sram": 2.14154}
+    assert s["area_source"] == "derived"
+
+
 def test_file_is_byte_identical_and_timeless(result: Result, tmp_path: Path) -> None:
     first, second = tmp_path / "a" / "summary.json", tmp_path / "b" / "summary.json"
     write_summary(result, first)
