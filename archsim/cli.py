@@ -10,9 +10,10 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Collection, Sequence
 
 from archsim.errors import ArchsimError, UnsupportedModelError, UsageError
+from archsim.outputs import check_output_path, safe_name, staged_file
 from archsim.workloads.bridge import QuantizerError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -148,7 +149,8 @@ def _check_workload_args(args: argparse.Namespace) -> None:
     if len(given) != 1:
         raise UsageError("give exactly one of --model, --workload or --trace (--quantized FILE counts as --model)")
     if not (args.model or args.quantized):
-        flags = [f for f, v in (("--quant", args.quant), ("--w-bits", args.w_bits), ("--a-bits", args.a_bits)) if v]
+        bits_flags = (("--quant", args.quant), ("--w-bits", args.w_bits), ("--a-bits", args.a_bits))
+        flags = [f for f, v in bits_flags if v is not None]
         if flags:
             raise UsageError(f"{', '.join(flags)} only apply with --model (a saved trace or workload is already "
                              "quantized)")
@@ -220,10 +222,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from archsim.api import run_stages
     from archsim.config import load_config
-    from archsim.report import write_all
+    from archsim.report import OUTPUT_FILES, write_all
     from archsim.report.console import format_summary
 
     _check_workload_args(args)
+    if args.out is not None:  # a bad --out fails before any work; the folder itself appears only with the report
+        check_output_path(args.out, "--out", _inputs(args), folder=True, owned=OUTPUT_FILES.values())
     cfg = load_config(args.config, args.set)
     d = cfg.defaults
     quant = _quant_config(args, cfg.quant)
@@ -235,8 +239,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         t_trace = time.perf_counter() - t0
         bar.update(1)
         model = str(workload.meta.get("model", workload.name))
-        out = Path(args.out) if args.out else Path("reports") / f"{cfg.name}-{_slug(model)}"
-        _make_folder(out, "--out")  # fail before simulating, not after
+        out = _out_folder(args, f"{cfg.name}-{model}", OUTPUT_FILES.values())
         bar.set_description("map+simulate")
         t1 = time.perf_counter()
         result = run_stages(cfg, workload, progress=bar)
@@ -245,7 +248,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         host = {"python": platform.python_version(), "machine": platform.machine(),
                 "wall_seconds": {"trace": round(t_trace, 3), "simulate": round(t_sim, 3)}}
         try:
-            write_all(result, out, host=host)
+            write_all(result, out, host=host)  # the whole folder, or nothing if it fails or is interrupted
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot write the report ({exc.strerror or exc})") from None
         bar.update(1)
@@ -258,9 +261,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from archsim.api import run_stages
     from archsim.compare import rows, variants
     from archsim.config import load_config
-    from archsim.report.compare import format_markdown, write_compare
+    from archsim.report.compare import COMPARE_FILES, format_markdown, write_compare
 
     _check_workload_args(args)
+    if args.out is not None:
+        check_output_path(args.out, "--out", [*args.configs, *_inputs(args)], folder=True, owned=COMPARE_FILES)
     plan = variants(args.configs, args.set)
     cfgs = [load_config(v.config, v.overrides) for v in plan]  # every config is checked before anything runs
     results = []
@@ -274,8 +279,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                                             v.config)
         results.append((v, run_stages(cfg, workloads[key])))
     model = str(results[0][1].model)
-    out = Path(args.out) if args.out else Path("reports") / f"compare-{_slug(model)}"
-    _make_folder(out, "--out")
+    out = _out_folder(args, f"compare-{model}", COMPARE_FILES)
     table = rows(results)
     try:
         csv_path, md_path = write_compare(table, model, out)
@@ -291,6 +295,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     from archsim.config import load_config
 
     _check_workload_args(args)
+    out = check_output_path(args.out, "--out", _inputs(args))  # before tracing; refuses to replace an input
     section = None
     if args.config:
         loaded = load_config(args.config)
@@ -300,9 +305,9 @@ def _cmd_trace(args: argparse.Namespace) -> int:
         bits = (8, 8, 32, "none")
     quant = _quant_config(args, section)
     w = _load_workload(args, *bits, quant=quant, config=args.config)
-    _make_folder(Path(args.out).parent, "--out")
     try:
-        w.save(args.out)
+        with staged_file(out) as tmp:  # whole or not at all, and no temporary file left beside it
+            w.save(tmp)
     except OSError as exc:
         raise UsageError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
     if not args.quiet:
@@ -381,7 +386,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     else:
         spec = load_sweep(args.sweep, grid=args.grid, config=args.config, model=args.model, trace=args.trace,
                           workload=args.workload, overrides=args.set)
-        folder = Path(args.out) if args.out else Path("reports") / f"sweep-{_slug(spec.name)}"
+        folder = (check_output_path(args.out, "--out", folder=True) if args.out is not None
+                  else Path("reports") / f"sweep-{safe_name(spec.name)}")
         _make_folder(folder, "--out")
         t0 = time.perf_counter()
         # status lines, like the progress bar, go to a terminal only: logs and pipes get the summary alone
@@ -424,8 +430,17 @@ def _make_folder(path: Path, option: str) -> None:
         raise UsageError(f"{option} {path}: cannot create the folder ({exc.strerror or exc})") from None
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+def _inputs(args: argparse.Namespace) -> list[str | None]:
+    """The files a run, trace or compare reads, which its outputs must never replace."""
+    return [getattr(args, "config", None), args.workload, args.trace, args.checkpoint, args.quantized]
+
+
+def _out_folder(args: argparse.Namespace, default: str, owned: Collection[str]) -> Path:
+    """``--out`` (already checked), else ``reports/<default>`` as one safe name, checked now that it is known: a
+    config ``name:`` or a model name cannot point it outside reports/."""
+    if args.out is not None:
+        return Path(args.out).expanduser()
+    return check_output_path(Path("reports") / safe_name(default), "--out", _inputs(args), folder=True, owned=owned)
 
 
 COMMANDS = {"run": _cmd_run, "compare": _cmd_compare, "sweep": _cmd_sweep, "trace": _cmd_trace,
@@ -455,8 +470,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("archsim: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`archsim list | head`): stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of a closed pipe prints no second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # stdout is no real file (captured in a test): nothing will flush to the pipe
+        pass
 
 
 if __name__ == "__main__":

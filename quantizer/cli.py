@@ -8,6 +8,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from quantizer.data import DEFAULT_CALIB_BATCHSIZE, DEFAULT_CALIB_ITER, DEFAULT_HOLDOUT_ITER
 from quantizer.errors import QuantizerError, UsageError
 from quantizer.methods.base import OBSERVERS
+from quantizer.outputs import check_output_path, write_text_atomic
 
 if TYPE_CHECKING:
     from torch import nn
@@ -234,16 +236,10 @@ def _check_unused_quant_options(args: argparse.Namespace) -> None:
         raise UsageError(f"{', '.join(given)} only apply with --quant")
 
 
-def _prepare_out(path: str, option: str) -> Path:
-    """Fail before the long work if the output cannot be written: create its folder now."""
-    out = Path(path).expanduser()
-    if out.is_dir():
-        raise UsageError(f"{option} {out}: is a folder, expected a file name")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{option} {out}: cannot create the folder ({exc.strerror or exc})") from None
-    return out
+def _prepare_out(path: str, option: str, args: argparse.Namespace) -> Path:
+    """Fail before the long work if the output cannot be written (see :func:`quantizer.outputs.check_output_path`):
+    an empty path, a symlink, a device, a folder, the --checkpoint read, or a place that cannot be created."""
+    return check_output_path(path, option, inputs=(args.checkpoint,))
 
 
 def _setup(args: argparse.Namespace, quant: bool) -> _Run:
@@ -315,7 +311,7 @@ def _describe_cfg(cfg: "QuantConfig") -> str:
 def _cmd_eval(args: argparse.Namespace) -> int:
     if not args.quant:
         _check_unused_quant_options(args)
-    json_out = _prepare_out(args.json, "--json") if args.json else None
+    json_out = _prepare_out(args.json, "--json", args) if args.json is not None else None
     run = _setup(args, quant=args.quant)
     qmodel, calib_images, calib_seconds = None, 0, 0.0
     if args.quant:
@@ -406,10 +402,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
     except OSError as exc:
         raise UsageError(f"--json {path}: cannot write ({exc.strerror or exc})") from None
 
@@ -418,11 +412,15 @@ def _cmd_save(args: argparse.Namespace) -> int:
     from quantizer.core.spec import collect_specs
     from quantizer.io import save_quantized
 
-    out = _prepare_out(args.out, "--out")
+    out = _prepare_out(args.out, "--out", args)
     run = _setup(args, quant=True)
     qmodel, calib_images, seconds = _quantize(run)
     assert run.cfg is not None
-    save_quantized(out, run.model_name, run.resolution, run.cfg, qmodel)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
+    save_quantized(out, run.model_name, run.resolution, run.cfg, qmodel)  # atomic: temporary file + os.replace
     size_mb = out.stat().st_size / 1e6
     print(f"{out}: {run.model_name} @{run.resolution}, {_describe_cfg(run.cfg)}; "
           f"{len(collect_specs(qmodel))} quantized modules; calibrated on {calib_images} {_calib_kind(run)} "
@@ -465,13 +463,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at interpreter exit
+        return code
     except QuantizerError as exc:
         print(f"quantizer: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("quantizer: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`quantizer list | head`): stop quietly with 128 + SIGPIPE
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of a closed pipe prints no second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # stdout is no real file (captured in a test)
+        pass
 
 
 if __name__ == "__main__":

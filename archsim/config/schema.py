@@ -5,20 +5,77 @@ Units are explicit in key names: ``_mhz``, ``_gbps`` (GB/s, 1e9 bytes), ``_ns``,
 """
 from __future__ import annotations
 
+import reprlib
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 if TYPE_CHECKING:
     from archsim.workloads.bridge import QuantConfig
 
-PosInt = Annotated[int, Field(gt=0, strict=True)]
-NonNegInt = Annotated[int, Field(ge=0, strict=True)]
-PosFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
+# ---- ranges ---------------------------------------------------------------------------------------------------------
+# Every number of a config is finite and within a range no real design leaves, so a run stays bounded (in memory and
+# in simulated events) whatever a file says. The shared types below carry the ranges the engine kinds inherit
+# (archsim.hardware, plugins); keys with a range of their own say so where they are declared. docs/configuration.md
+# ("Ranges") lists them all.
+
+#: Most units of one kind a key may count (lanes, rows, banks, multipliers, bytes of a DRAM row ...): 2**16.
+MAX_COUNT = 65_536
+#: Most cycles a latency or overhead key may give (1 ms at 1 GHz).
+MAX_CYCLES = 1_000_000
+#: Smallest positive rate or size (cycles per element, GB/s, clock ratio ...): smaller ones overflow the cycle count.
+MIN_POSITIVE = 1e-6
+#: Largest rate, energy (pJ), power (mW), latency (ns) or area a key may give.
+MAX_MAGNITUDE = 1e6
+#: Characters of a bad value that an error message quotes.
+MAX_SHOWN = 60
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = MAX_SHOWN
+
+
+def shown(value: object) -> str:
+    """``value`` as an error message quotes it: a string in quotes, a number as written, a container abridged; at
+    most :data:`MAX_SHOWN` characters, so an enormous (or alias-expanded) value never floods the message."""
+    if isinstance(value, str):
+        text = repr(value) if len(value) <= MAX_SHOWN else repr(value[: MAX_SHOWN - 10]) + "..."
+    elif isinstance(value, bool):
+        text = "true" if value else "false"  # as YAML spells it
+    else:
+        text = str(value) if isinstance(value, float) else _REPR.repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
+def _not_bool(value: Any) -> Any:
+    """YAML's ``true`` is not the number 1: a number key rejects it (pydantic's lax mode would take it as 1.0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got {shown(value)}")
+    return value
+
+
+NotBool = BeforeValidator(_not_bool)
+
+#: A count of units: an integer from 1 to MAX_COUNT.
+PosInt = Annotated[int, Field(gt=0, le=MAX_COUNT, strict=True)]
+#: A cycle count or other integer that may be 0: 0 to MAX_CYCLES.
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_CYCLES, strict=True)]
+#: A rate, size or ratio: a finite number from MIN_POSITIVE to MAX_MAGNITUDE.
+PosFloat = Annotated[float, NotBool, Field(ge=MIN_POSITIVE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+#: An energy (pJ), power (mW) or latency (ns): a finite number from 0 to MAX_MAGNITUDE.
+NonNegFloat = Annotated[float, NotBool, Field(ge=0.0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+#: A bit width: 1 to 32 (the widths a trace's tensors may have, archsim.workloads.extract.check_bits).
 Bits = Annotated[int, Field(ge=1, le=32, strict=True)]
-#: An area or per-unit area figure: a finite number >= 0 (``inf`` and ``nan`` are rejected).
-AreaFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: A clock frequency in MHz: 1 MHz to 100 GHz.
+ClockMhz = Annotated[float, NotBool, Field(ge=1.0, le=100_000.0, allow_inf_nan=False)]
+#: DRAM channels: 1 to 64 (a transfer is striped over every channel, one transaction each).
+Channels = Annotated[int, Field(gt=0, le=64, strict=True)]
+#: A buffer capacity in KiB: 1 byte (1/1024 KiB) to 1 TiB (2**30 KiB).
+CapacityKib = Annotated[float, NotBool, Field(ge=2.0**-10, le=2.0**30, allow_inf_nan=False)]
+#: A share of something, from 0 to just under 1.
+Share = Annotated[float, NotBool, Field(ge=0.0, lt=1.0, allow_inf_nan=False)]
+#: An area or per-unit area figure (mm² or µm²): a finite number from 0 to MAX_MAGNITUDE.
+AreaFloat = Annotated[float, NotBool, Field(ge=0.0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
 
 
 class Model(BaseModel):
@@ -53,7 +110,7 @@ DRAM_ENERGY_PJ_PER_BIT: dict[str, tuple[float, float]] = {
 
 class Dram(Model):
     type: Literal["ddr4", "ddr3", "lpddr4", "hbm2", "gddr5"] = "ddr4"
-    channels: PosInt = 1
+    channels: Channels = 1
     bandwidth_gbps: PosFloat = 19.2  # per channel
     latency_ns: NonNegFloat = 45.0
     burst_bytes: PosInt = 64
@@ -74,7 +131,7 @@ class Dram(Model):
 class Buffer(Model):
     """An on-chip SRAM: capacity is enforced by tiling; ``banks * port_bits`` bits move per cycle."""
 
-    capacity_kib: PosFloat
+    capacity_kib: CapacityKib
     banks: PosInt = 8
     port_bits: PosInt = 64
     read_pj_per_bit: NonNegFloat = 0.3  # 64-128 KB SRAMs land at 0.2-0.5 pJ/bit (docs/configuration.md)
@@ -145,7 +202,7 @@ class AreaSpec(Model):
     fp32_add_um2: AreaFloat = 4184.0  # 32-bit floating-point adder (Horowitz ISSCC'14, 45 nm)
     sram_bitcell_um2: AreaFloat = 0.346  # Intel 45 nm high-k/metal-gate 6T cell (Mistry et al., IEDM 2007)
     # assumed: bitcells fill 70% of an SRAM macro (decoders, sense amplifiers, I/O take the rest)
-    sram_array_efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.7
+    sram_array_efficiency: Annotated[float, NotBool, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.7
 
 
 # ---- mapping ------------------------------------------------------------------------------------------------------
@@ -162,22 +219,58 @@ class Pipeline(Model):
     intra_layer: bool = True
     # DRAM tiles are double-buffered: tile i+1 (or the next layer's first tile) loads while tile i computes
     double_buffering: bool = True
-    fifo_depth: PosInt = 2  # tiles a FIFO between fused ops holds
-    max_group_ops: PosInt = 4
-    min_tiles: PosInt = 1  # a fusion group is cut into at least this many tiles, so consumers start early
+    # the bounds keep a run's simulated events (tiles x FIFO slots x ops) small enough to run in seconds
+    fifo_depth: Annotated[PosInt, Field(le=64)] = 2  # tiles a FIFO between fused ops holds
+    max_group_ops: Annotated[PosInt, Field(le=64)] = 4
+    # a fusion group is cut into at least this many tiles, so consumers start early
+    min_tiles: Annotated[PosInt, Field(le=1024)] = 1
     # the mapper cuts a group into at most this many tiles unless its buffers need more (bounds simulation events)
-    max_tiles: PosInt = 32
+    max_tiles: Annotated[PosInt, Field(le=1024)] = 32
+
+
+#: Classes of MAC ops by shape and role (archsim.mapping.assign.op_classes), more specific than their kind.
+ROLE_CLASSES: tuple[str, ...] = ("dw_pwconv", "dwconv", "pwconv", "gconv", "conv", "kv_matmul")
+#: Functions (``attrs.fn``) of the activation kind that archsim's tracer emits (archsim.workloads.extract).
+ACTIVATION_FUNCTIONS: tuple[str, ...] = (
+    "relu", "relu6", "gelu", "hardswish", "silu", "sigmoid", "tanh", "hardsigmoid", "hardtanh", "leaky_relu", "elu",
+    "mish", "softplus", "clamp", "clamp_min", "clamp_max", "threshold",
+)
+#: Functions of the eltwise, reduce and pool kinds that archsim's tracer emits (archsim.workloads.extract).
+OTHER_FUNCTIONS: tuple[str, ...] = (
+    "add", "sub", "mul", "div", "rsub", "maximum", "minimum", "pow", "mask",  # eltwise, two operands
+    "neg", "exp", "log", "log2", "sqrt", "rsqrt", "reciprocal", "abs", "erf", "square",  # eltwise, one operand
+    "mean", "sum", "max", "min", "prod", "var", "std",  # reduce
+    "avg",  # pool (and max)
+)
+#: ``<function>_<impl>`` classes of the non-linear ops a quantizer makes integer (archsim.workloads.quant); an
+#: activation's integer form is ``<function>_int`` for any activation function (``gelu_int``, ``hardswish_int``).
+IMPL_CLASSES: tuple[str, ...] = ("softmax_lis", "softmax_int2n", "layernorm_int", "divide_shift", "log2_leading_one")
+
+
+def op_class_names() -> frozenset[str]:
+    """Every class an op can answer to in ``mapping.assign``: the registered op kinds (a plugin's included), the
+    role classes, the tracer's functions, the functions a plugin's lowering is named for, and the integer forms.
+    Computed on each call: a plugin or a test may register an op kind or a lowering before loading a config."""
+    from archsim.registry import OP_KINDS
+    from archsim.workloads.extract import LOWERINGS
+
+    plugin_fns = {name.rstrip("_") for name, fn in LOWERINGS.items()
+                  if not getattr(fn, "__module__", "").startswith("archsim.")}
+    activations = {*ACTIVATION_FUNCTIONS, *plugin_fns}
+    return frozenset({*OP_KINDS.names(), *ROLE_CLASSES, *activations, *OTHER_FUNCTIONS, *IMPL_CLASSES,
+                      *(f"{fn}_int" for fn in activations)})
 
 
 class Mapping(Model):
     """How ops reach engines. ``assign`` maps an op class (most specific first, see docs) to engine names; a list
     of several engines runs the op on all of them at once, split by output channels."""
 
-    assign: dict[str, str | tuple[str, ...]]
+    # keys: op classes, checked by the loader against op_class_names(); each entry names an engine at most once
+    assign: Annotated[dict[str, str | tuple[str, ...]], Field(max_length=256)]
     pipeline: Pipeline = Pipeline()
     fold_batchnorm: bool = True
     requant: bool = True  # a re-quantization stage after every MAC op, on the engine assign['requant'] names
-    resident_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    resident_fraction: Share = 0.5
     on_unmapped: Literal["error", "report"] = "error"
     # a registered mapping policy (archsim.mapping.policy): generic = assign + fuse as written; trio = Trio-ViT's
     # rules; p2vit = head-streamed attention (docs/configuration.md, mapping.policy); checked by the loader
@@ -186,7 +279,8 @@ class Mapping(Model):
     # heuristic = greedy over dataflows then tile counts; exhaustive = every candidate, up to ``budget`` per op
     search: Literal["exhaustive", "heuristic", "fixed"] = "exhaustive"
     objective: Literal["latency", "energy", "edp"] = "latency"
-    budget: PosInt = 64  # candidate mappings evaluated per op (dataflows) and per fusion group (tile counts)
+    # candidate mappings evaluated per op (dataflows) and per fusion group (tile counts)
+    budget: Annotated[PosInt, Field(le=4096)] = 64
 
 
 class Defaults(Model):
@@ -232,7 +326,7 @@ class QuantSection(Model):
 
         known = bridge.method_names()
         if value != "none" and value not in known:
-            raise ValueError(f"unknown quantization method {value!r} (known: {', '.join(known)}, or none)")
+            raise ValueError(f"unknown quantization method {shown(value)} (known: {', '.join(known)}, or none)")
         return value
 
     @field_validator("w_bits", "a_bits")
@@ -249,7 +343,7 @@ class QuantSection(Model):
         from archsim.workloads import bridge
 
         if value not in bridge.OBSERVERS:
-            raise ValueError(f"must be one of {', '.join(bridge.OBSERVERS)}, got {value!r}")
+            raise ValueError(f"must be one of {', '.join(bridge.OBSERVERS)}, got {shown(value)}")
         return value
 
     def to_config(self) -> QuantConfig | None:
@@ -280,13 +374,13 @@ class ArchConfigRaw(Model):
 
     name: str | None = None
     description: str = ""
-    clock_mhz: PosFloat
+    clock_mhz: ClockMhz
     defaults: Defaults = Defaults()
     quant: Quant | None = None
     dram: Dram = Dram()
-    buffers: dict[str, Buffer]
+    buffers: Annotated[dict[str, Buffer], Field(max_length=64)]
     noc: Noc = Noc()
-    engines: dict[str, dict[str, Any]]
+    engines: Annotated[dict[str, dict[str, Any]], Field(max_length=256)]
     mapping: Mapping
     area: AreaSpec = AreaSpec()
 

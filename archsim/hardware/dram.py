@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import math
 
-import simpy
-
 from archsim.config.schema import Dram as DramConfig
 from archsim.kernel.kernel import Simulator
+from archsim.kernel.port import Port
 from archsim.kernel.tlm import Command, Payload, Service
 
 
@@ -21,7 +20,7 @@ class Dram:
         self.cfg = cfg
         self.name = name
         self.channel_names = [f"{name}.ch{i}" for i in range(cfg.channels)]
-        self.channels = [simpy.Resource(sim.env, capacity=1) for _ in range(cfg.channels)]
+        self.channels = [Port(sim.env) for _ in range(cfg.channels)]
         # bytes one channel moves per accelerator cycle
         self.bytes_per_cycle = cfg.bandwidth_gbps * 1e9 / (sim.clock_mhz * 1e6)
         row = cfg.row_buffer

@@ -4,10 +4,9 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import simpy
-
 from archsim.config.schema import Noc as NocConfig
 from archsim.kernel.kernel import Simulator
+from archsim.kernel.port import Port
 from archsim.kernel.tlm import Payload, Service
 
 
@@ -16,17 +15,19 @@ class NocLink:
 
     rank = 1
 
-    def __init__(self, noc: "Noc", resource: simpy.Resource, component: str, hops: int) -> None:
+    def __init__(self, noc: "Noc", resource: Port, component: str, hops: int) -> None:
         self.noc = noc
         self.resource = resource
         self.name = component
         self.hops = hops
+        self.bytes_per_cycle = noc.cfg.bytes_per_cycle  # read once: serve() runs for every transfer
+        self.latency = hops * noc.cfg.hop_latency_cycles
 
     def serve(self, payload: Payload) -> Service:
         cfg = self.noc.cfg
         self.noc.sim.ledger.charge(self.name, payload.op, payload.op_kind, payload.nbytes * 8 * self.hops * cfg.pj_per_bit_hop)
-        cycles = math.ceil(payload.nbytes / cfg.bytes_per_cycle)
-        return Service(((self.resource, cycles, self.name),), self.hops * cfg.hop_latency_cycles)
+        cycles = math.ceil(payload.nbytes / self.bytes_per_cycle)
+        return Service(((self.resource, cycles, self.name),), self.latency)
 
 
 class Noc:
@@ -37,13 +38,13 @@ class Noc:
         self.sim = sim
         self.cfg = cfg
         self.position = {name: divmod(i, cfg.mesh_cols) for i, name in enumerate(endpoints)}
-        self._links: dict[str, simpy.Resource] = {}
+        self._links: dict[str, Port] = {}
         self._routes: dict[tuple[str, str], NocLink] = {}
 
-    def _resource(self, key: str) -> simpy.Resource:
+    def _resource(self, key: str) -> Port:
         res = self._links.get(key)
         if res is None:
-            res = self._links[key] = simpy.Resource(self.sim.env, capacity=1)
+            res = self._links[key] = Port(self.sim.env)
         return res
 
     def route(self, src: str, dst: str) -> NocLink:

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import math
 
-import simpy
-
 from archsim.config.schema import Buffer as BufferConfig
 from archsim.kernel.kernel import Simulator
+from archsim.kernel.port import Port
 from archsim.kernel.tlm import Command, Payload, Service
 
 
@@ -19,7 +18,8 @@ class SramBuffer:
         self.sim = sim
         self.name = name
         self.cfg = cfg
-        self.port = simpy.Resource(sim.env, capacity=1)
+        self.port = Port(sim.env)
+        self.bytes_per_cycle = cfg.bytes_per_cycle  # read once: serve() runs for every transfer
 
     @property
     def capacity_bytes(self) -> int:
@@ -31,5 +31,5 @@ class SramBuffer:
         ledger = self.sim.ledger
         ledger.charge(self.name, payload.op, payload.op_kind, pj)
         (ledger.read_bytes if reading else ledger.write_bytes)[self.name] += payload.nbytes
-        cycles = math.ceil(payload.nbytes / self.cfg.bytes_per_cycle)
+        cycles = math.ceil(payload.nbytes / self.bytes_per_cycle)
         return Service(((self.port, cycles, self.name),), 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Generator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Generator, NamedTuple, Protocol, Sequence
 
 import simpy
 
@@ -43,11 +43,19 @@ class Payload:
     t_end: int = -1
 
 
-@dataclass(frozen=True, slots=True)
-class Service:
-    """A target's answer for one payload: one or more (resource, hold cycles, component name) plus a latency."""
+class Resource(Protocol):
+    """What a target holds during a data phase: a :class:`~archsim.kernel.port.Port` or a ``simpy.Resource``."""
 
-    holds: tuple[tuple[simpy.Resource, int, str], ...]
+    def request(self) -> simpy.Event: ...
+
+    def release(self, request: Any) -> object: ...
+
+
+class Service(NamedTuple):
+    """A target's answer for one payload: one or more (resource, hold cycles, component name) plus a latency.
+    (A named tuple: immutable and built once per hop of every transaction, so it must be cheap to make.)"""
+
+    holds: tuple[tuple[Resource, int, str], ...]
     latency: int
 
 
@@ -62,31 +70,57 @@ class Target(Protocol):
         ...
 
 
+def _rank(target: Target) -> int:
+    return target.rank
+
+
 def transport(sim: "Simulator", path: Sequence[Target], payload: Payload, category: str) -> Process:
     """Carry ``payload`` across ``path`` (a SimPy process body). Returns when the response phase ends."""
+    return transport_ranked(sim, sorted(path, key=_rank), payload, category)
+
+
+def transport_ranked(sim: "Simulator", path: Sequence[Target], payload: Payload, category: str) -> Process:
+    """:func:`transport` over a ``path`` already in rank order (the runner builds its paths so, once per task)."""
     env = sim.env
-    payload.t_request = int(env.now)
-    services = [t.serve(payload) for t in sorted(path, key=lambda t: t.rank)]
-    holds = [h for s in services for h in s.holds if h[1] > 0]
-    requests = []
-    for resource, _, _ in holds:  # request phase: acquire in rank order
-        req = resource.request()
-        requests.append(req)
-        yield req
-    start = int(env.now)
-    payload.t_begin = start
-    order = sorted(range(len(holds)), key=lambda i: holds[i][1])
-    elapsed = 0
     ledger = sim.ledger
-    for i in order:  # data phase: every hop streams concurrently and is released after its own service time
-        resource, cycles, component = holds[i]
-        if cycles > elapsed:
-            yield env.timeout(cycles - elapsed)
-            elapsed = cycles
-        resource.release(requests[i])
+    t_request = int(env.now)
+    payload.t_request = t_request
+    holds = []
+    latency = 0
+    for target in path:
+        service = target.serve(payload)
+        latency += service.latency
+        for hold in service.holds:
+            if hold[1] > 0:
+                holds.append(hold)
+    if len(holds) == 1:  # one hop holds a resource (the common case): no ordering of releases
+        resource, cycles, component = holds[0]
+        request = resource.request()
+        yield request  # request phase
+        start = int(env.now)
+        payload.t_begin = start
+        yield env.timeout(cycles)  # data phase
+        resource.release(request)
         ledger.span(component, start, start + cycles, payload.op, category, payload.tile, payload.nbytes)
-    latency = sum(s.latency for s in services)
+    else:
+        requests = []
+        for resource, _, _ in holds:  # request phase: acquire in rank order
+            request = resource.request()
+            requests.append(request)
+            yield request
+        start = int(env.now)
+        payload.t_begin = start
+        order = sorted(range(len(holds)), key=[hold[1] for hold in holds].__getitem__)  # by cycles, stable
+        elapsed = 0
+        for i in order:  # data phase: every hop streams concurrently and is released after its own service time
+            resource, cycles, component = holds[i]
+            if cycles > elapsed:
+                yield env.timeout(cycles - elapsed)
+                elapsed = cycles
+            resource.release(requests[i])
+            ledger.span(component, start, start + cycles, payload.op, category, payload.tile, payload.nbytes)
     if latency:
         yield env.timeout(latency)  # response phase
-    payload.t_end = int(env.now)
-    ledger.touch(payload.op, payload.t_request, payload.t_end)
+    t_end = int(env.now)
+    payload.t_end = t_end
+    ledger.touch(payload.op, t_request, t_end)

@@ -56,11 +56,15 @@ def op_score(cfg: ArchConfig, c: OpCost, sharing: int = 1) -> tuple[float, float
     or its operand reads from the buffers, whichever is longer: it computes while they stream in, activations then
     weights as the runner fetches them, through ports that ``sharing`` engines running parts of the same op share.
     Its energy is the compute energy plus the buffer reads."""
-    act_pj, wgt_pj = _read_pj(cfg)
-    act_rate, wgt_rate = (rate / sharing for rate in _read_rates(cfg))
+    return _op_score(_Facts.of(cfg), c, sharing)
+
+
+def _op_score(facts: _Facts, c: OpCost, sharing: int) -> tuple[float, float]:
+    act_pj, wgt_pj = facts.read_pj
+    act_rate, wgt_rate = (rate / sharing for rate in facts.read_rates)
     cycles = max(c.cycles, c.act_read_bytes / act_rate + c.weight_read_bytes / wgt_rate)
     energy = c.energy_pj + c.act_read_bytes * 8 * act_pj + c.weight_read_bytes * 8 * wgt_pj
-    return _score(cfg.mapping.objective, cycles, energy)
+    return _score(facts.objective, cycles, energy)
 
 
 def group_cycles(cfg: ArchConfig, group: Sequence[Task], tiles: int) -> float:
@@ -73,15 +77,24 @@ class Mapper:
     """Searches mappings for one config at a time; its cache outlives a run when the caller keeps the mapper."""
 
     cache: dict[tuple[object, ...], Choice] = field(default_factory=dict)
-    _engine_keys: dict[int, str] = field(default_factory=dict)
+    # by id(); each entry keeps its object alive, so an id is never reused while its entry exists
+    _engine_keys: dict[int, tuple[EngineBase, str]] = field(default_factory=dict)
+    _facts: dict[int, tuple[ArchConfig, _Facts]] = field(default_factory=dict)
     dataflows_scored: int = 0  # dataflow candidates costed (cache hits excluded; benchmarks/mapper_speed.py)
     tilings_scored: int = 0  # tile-count candidates estimated
 
     def _engine_key(self, ecfg: EngineBase) -> str:
-        key = self._engine_keys.get(id(ecfg))
-        if key is None:
-            key = self._engine_keys[id(ecfg)] = ecfg.model_dump_json()
-        return key
+        hit = self._engine_keys.get(id(ecfg))
+        if hit is None or hit[0] is not ecfg:
+            hit = self._engine_keys[id(ecfg)] = (ecfg, ecfg.model_dump_json())
+        return hit[1]
+
+    def facts(self, cfg: ArchConfig) -> _Facts:
+        """The figures of ``cfg`` the search reads for every op and tile count, derived once per config."""
+        hit = self._facts.get(id(cfg))
+        if hit is None or hit[0] is not cfg:
+            hit = self._facts[id(cfg)] = (cfg, _Facts.of(cfg))
+        return hit[1]
 
     def dataflow(self, cfg: ArchConfig, engine: str, op: Op, tensors: Mapping[str, Tensor], cls: str,
                  share: Gemm | Depthwise | None = None, sharing: int = 1) -> Choice:
@@ -93,22 +106,23 @@ class Mapper:
         options = kind.dataflows(ecfg, op, tensors, share) if m.search != "fixed" else ()
         if not options:
             return Choice(kind.cost(ecfg, op, tensors, cls, share), None, 1)
+        facts = self.facts(cfg)
         geom = share if share is not None else geometry(op, tensors)
         w_name = op.weights[0] if op.weights else (op.inputs[1] if len(op.inputs) > 1 else op.inputs[0])
         key = (self._engine_key(ecfg), kind.name, op.kind, cls, geom, tensors[op.inputs[0]].bits,
                tensors[w_name].bits, tensors[op.output].bits, bool(op.weights), m.objective, m.search, m.budget,
-               _read_pj(cfg), _read_rates(cfg), sharing)
+               facts.read_pj, facts.read_rates, sharing)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
         best_cost = kind.cost(ecfg, op, tensors, cls, share)
-        best: tuple[tuple[float, float], OpCost, Dataflow | None] = (op_score(cfg, best_cost, sharing), best_cost,
+        best: tuple[tuple[float, float], OpCost, Dataflow | None] = (_op_score(facts, best_cost, sharing), best_cost,
                                                                      None)
         evaluated = 1
         for df in options[: m.budget]:
             c = kind.cost(ecfg, op, tensors, cls, share, dataflow=df)  # type: ignore[call-arg]
             evaluated += 1
-            s = op_score(cfg, c, sharing)
+            s = _op_score(facts, c, sharing)
             if s < best[0] or (s == best[0] and best[2] is None):  # an equal option names the fixed choice
                 best = (s, c, df)
         self.dataflows_scored += evaluated
@@ -122,15 +136,15 @@ class Mapper:
         m = cfg.mapping
         if m.search == "fixed" or most <= fewest or m.objective == "energy":  # tiles cost no energy: fewest wins
             return fewest, 1
-        model = _PipelineModel.of(cfg)
-        best = (model.cycles(group, fewest), fewest)
+        estimate = self.facts(cfg).pipeline.terms(group)
+        best = (estimate(fewest), fewest)
         evaluated = 1
         n = fewest
         while evaluated < m.budget:
             n = n * 2 if m.search == "heuristic" else n + fewest
             if n > most:
                 break
-            c = model.cycles(group, n)
+            c = estimate(n)
             evaluated += 1
             if c < best[0]:
                 best = (c, n)
@@ -151,6 +165,20 @@ def _read_pj(cfg: ArchConfig) -> tuple[float, float]:
     """pJ per bit read from the activation and the weight buffer."""
     return (cfg.buffers[cfg.buffer_for("activation")].read_pj_per_bit,
             cfg.buffers[cfg.buffer_for("weight")].read_pj_per_bit)
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What the search reads of a config for every op and tile count (:meth:`Mapper.facts` keeps one per config)."""
+
+    objective: str
+    read_pj: tuple[float, float]
+    read_rates: tuple[float, float]
+    pipeline: _PipelineModel
+
+    @classmethod
+    def of(cls, cfg: ArchConfig) -> "_Facts":
+        return cls(cfg.mapping.objective, _read_pj(cfg), _read_rates(cfg), _PipelineModel.of(cfg))
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,37 +223,70 @@ class _PipelineModel:
         part's cycles or the operand reads from the buffers, whichever is longer; write-back = re-quantization plus
         DRAM or buffer write. Without double buffering a tile's load and compute run in sequence; without the
         intra-layer pipeline its compute and write-back do."""
+        return self.terms(group)(n)
+
+    def terms(self, group: Sequence[Task]) -> _GroupTerms:
+        """:meth:`cycles` of ``group`` as a function of the tile count, with what does not depend on it worked out
+        once (the search rates several tile counts of each group)."""
+        rows = []
+        for t in group:
+            load_bytes = t.weight_dram_bytes + t.act_dram_bytes
+            transfers = (t.weight_dram_bytes > 0) + (t.act_dram_bytes > 0)
+            sharing = len(t.parts)  # the parts of a split op read through the same buffer ports
+            write_rate = None
+            if not t.out_dram_bytes and (t.stream_out or t.resident_out):
+                buf = self.stream_bytes_per_cycle if t.stream_out else self.act_bytes_per_cycle
+                write_rate = min(buf, self.noc_bytes_per_cycle)
+            rows.append((
+                load_bytes, transfers * (self.dram_latency + self.access_latency),
+                t.cost.act_read_bytes, min(self.act_bytes_per_cycle / sharing, self.noc_bytes_per_cycle),
+                t.cost.weight_read_bytes, min(self.wgt_bytes_per_cycle / sharing, self.noc_bytes_per_cycle),
+                max(p.cycles for p in t.parts), t.requant.cycles if t.requant is not None else None,
+                t.out_dram_bytes, t.cost.write_bytes, write_rate, max((p.cycles for p in t.tail), default=0),
+            ))
+        return _GroupTerms(self, rows)
+
+
+class _GroupTerms:
+    """One group's terms of :meth:`_PipelineModel.cycles`; calling it with a tile count gives the estimate."""
+
+    __slots__ = ("model", "rows")
+
+    def __init__(self, model: _PipelineModel, rows: list[tuple[int, int, int, float, int, float, int, int | None,
+                                                               int, int, float | None, int]]) -> None:
+        self.model = model
+        self.rows = rows
+
+    def __call__(self, n: int) -> float:
+        m = self.model
+        dram_rate, dram_latency, access_latency = m.dram_bytes_per_cycle, m.dram_latency, m.access_latency
         fill = 0.0
         load_fill = 0.0
         slowest = 0.0
         dram = 0.0
         tail = 0
-        for t in group:
-            load_bytes = t.weight_dram_bytes + t.act_dram_bytes
-            transfers = (t.weight_dram_bytes > 0) + (t.act_dram_bytes > 0)
-            load = load_bytes / n / self.dram_bytes_per_cycle + transfers * (self.dram_latency + self.access_latency)
-            sharing = len(t.parts)  # the parts of a split op read through the same buffer ports
-            fetch = (t.cost.act_read_bytes / n / min(self.act_bytes_per_cycle / sharing, self.noc_bytes_per_cycle)
-                     + t.cost.weight_read_bytes / n / min(self.wgt_bytes_per_cycle / sharing, self.noc_bytes_per_cycle))
+        for (load_bytes, load_latency, act_read, act_rate, wgt_read, wgt_rate, compute_cycles, requant, out_bytes,
+             write_bytes, write_rate, tail_cycles) in self.rows:
+            load = load_bytes / n / dram_rate + load_latency
+            fetch = act_read / n / act_rate + wgt_read / n / wgt_rate
             if fetch:
-                fetch += self.access_latency
-            compute = max(max(p.cycles for p in t.parts) / n, fetch)
-            write = (t.requant.cycles / n) if t.requant is not None else 0.0
-            if t.out_dram_bytes:
-                write += t.out_dram_bytes / n / self.dram_bytes_per_cycle + self.dram_latency
-            elif t.stream_out or t.resident_out:
-                buf = self.stream_bytes_per_cycle if t.stream_out else self.act_bytes_per_cycle
-                write += t.cost.write_bytes / n / min(buf, self.noc_bytes_per_cycle) + self.access_latency
+                fetch += access_latency
+            compute = max(compute_cycles / n, fetch)
+            write = (requant / n) if requant is not None else 0.0
+            if out_bytes:
+                write += out_bytes / n / dram_rate + dram_latency
+            elif write_rate is not None:
+                write += write_bytes / n / write_rate + access_latency
             stages = [load, compute, write]
-            if not self.double_buffering:
+            if not m.double_buffering:
                 stages = [load + compute, write]
-            if not self.intra_layer:
+            if not m.intra_layer:
                 stages = [*stages[:-2], stages[-2] + stages[-1]]
             load_fill = max(load_fill, load)
             fill += compute + write
             slowest = max(slowest, *stages)
-            dram += (load_bytes + t.out_dram_bytes) / n / self.dram_bytes_per_cycle
-            tail = max(tail, max((p.cycles for p in t.tail), default=0))
+            dram += (load_bytes + out_bytes) / n / dram_rate
+            tail = max(tail, tail_cycles)
         return load_fill + fill + (n - 1) * max(slowest, dram) + tail
 
 

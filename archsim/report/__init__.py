@@ -1,7 +1,8 @@
 """Report writers: turn one simulation :class:`~archsim.result.Result` into files a hardware architect reads.
 
 :func:`write_all` writes summary.json, layers.csv, trace.json, timeline.png, energy.png and report.md into one
-folder. Every file is written to a temporary name and renamed into place, so none is ever left half-written.
+folder, built whole in a hidden folder beside it and swapped in only once every file is written (see
+:func:`archsim.outputs.staged_folder`), so a crash or Ctrl-C never leaves a half-written or mixed folder.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from archsim.outputs import staged_folder
 from archsim.report.chrome_trace import build_chrome_trace, write_chrome_trace
 from archsim.report.console import format_summary
 from archsim.report.energy_plot import render_energy, write_energy_png
@@ -34,20 +36,21 @@ def write_all(
 ) -> dict[str, Path]:
     """Write every report file into ``out_dir`` (created if needed); return their paths by kind.
 
-    ``host`` (see :func:`host_info`) goes into summary.json only; without it the folder's content depends on the
-    result alone.
+    The folder is replaced whole, or not at all if a writer fails; an existing ``out_dir`` holding files other
+    than these is refused (UsageError) rather than deleted. ``host`` (see :func:`host_info`) goes into summary.json
+    only; without it the folder's content depends on the result alone.
     """
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {kind: folder / name for kind, name in OUTPUT_FILES.items()}
-    write_summary(result, paths["summary"], host=host)
-    write_layers_csv(result, paths["layers"])
-    write_chrome_trace(result, paths["trace"])
-    write_timeline_png(result, paths["timeline"])
-    write_energy_png(result, paths["energy"])
-    links = {kind: name for kind, name in OUTPUT_FILES.items() if kind != "report"}
-    write_report_md(result, paths["report"], links)
-    return paths
+    with staged_folder(folder, owned=OUTPUT_FILES.values()) as staged:
+        paths = {kind: staged / name for kind, name in OUTPUT_FILES.items()}
+        write_summary(result, paths["summary"], host=host)
+        write_layers_csv(result, paths["layers"])
+        write_chrome_trace(result, paths["trace"])
+        write_timeline_png(result, paths["timeline"])
+        write_energy_png(result, paths["energy"])
+        links = {kind: name for kind, name in OUTPUT_FILES.items() if kind != "report"}
+        write_report_md(result, paths["report"], links)
+    return {kind: folder / name for kind, name in OUTPUT_FILES.items()}
 
 
 __all__ = [

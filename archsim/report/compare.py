@@ -6,9 +6,13 @@ from pathlib import Path
 from typing import Sequence
 
 from archsim.compare import CompareRow
+from archsim.outputs import staged_folder
 
 COLUMNS = ["variant", "config", "latency_cycles", "clock_mhz", "latency_ms", "fps", "energy_uj", "mac_utilization",
            "dram_mb", "speedup", "energy_ratio"]
+
+#: The files ``archsim compare`` writes into its output folder.
+COMPARE_FILES = ("compare.csv", "compare.md")
 
 
 def format_markdown(table: Sequence[CompareRow], model: str) -> str:
@@ -27,14 +31,15 @@ def format_markdown(table: Sequence[CompareRow], model: str) -> str:
 
 
 def write_compare(table: Sequence[CompareRow], model: str, out: Path) -> tuple[Path, Path]:
-    """Write compare.csv and compare.md into ``out``; returns their paths."""
-    csv_path, md_path = out / "compare.csv", out / "compare.md"
-    with csv_path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for r in table:
-            w.writerow([r.label, r.config, r.latency_cycles, f"{r.clock_mhz:g}", f"{r.latency_ms:.6f}", f"{r.fps:.3f}",
-                        f"{r.energy_uj:.3f}", f"{r.mac_utilization:.6f}", f"{r.dram_mb:.6f}", f"{r.speedup:.6f}",
-                        f"{r.energy_ratio:.6f}"])
-    md_path.write_text(format_markdown(table, model))
-    return csv_path, md_path
+    """Write compare.csv and compare.md into ``out``, replacing the folder whole (see
+    :func:`archsim.outputs.staged_folder`); returns their paths."""
+    with staged_folder(out, owned=COMPARE_FILES) as staged:
+        with (staged / "compare.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(COLUMNS)
+            for r in table:
+                w.writerow([r.label, r.config, r.latency_cycles, f"{r.clock_mhz:g}", f"{r.latency_ms:.6f}",
+                            f"{r.fps:.3f}", f"{r.energy_uj:.3f}", f"{r.mac_utilization:.6f}", f"{r.dram_mb:.6f}",
+                            f"{r.speedup:.6f}", f"{r.energy_ratio:.6f}"])
+        (staged / "compare.md").write_text(format_markdown(table, model))
+    return out / "compare.csv", out / "compare.md"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from archsim.config.load import ArchConfig
+from archsim.hardware.area import area_of
 from archsim.hardware.kind import kind_of, peak_macs
 from archsim.kernel.kernel import Simulator
 from archsim.mapping.search import label
@@ -71,6 +72,7 @@ def assemble(cfg: ArchConfig, w: Workload, graph: TaskGraph, sim: Simulator, run
     meta = dict(w.meta)
     if meta.get("weights", "random") == "random" and meta.get("source") != "yaml":
         notes.append("random weights and synthetic input: latency and energy depend only on shapes and bit widths")
+    area = area_of(cfg)
     return Result(
         model=str(meta.get("model", w.name)), config=cfg.name, clock_mhz=cfg.clock_mhz,
         batch=int(meta.get("batch", 1)), latency_cycles=latency, ops=tuple(records), engines=engines,
@@ -78,6 +80,7 @@ def assemble(cfg: ArchConfig, w: Workload, graph: TaskGraph, sim: Simulator, run
         energy_pj_by_op_kind=ledger.energy_by_op_kind(), spans=ledger.frozen_spans(),
         dram_read_bytes=sum(ledger.op_dram_read.values()), dram_write_bytes=sum(ledger.op_dram_write.values()),
         events=_events(sim), workload_meta=meta, notes=tuple(notes),
+        area_mm2=area.total_mm2, area_by_component=area.by_component, area_source=area.source,
     )
 
 
@@ -105,5 +108,5 @@ def _component_type(cfg: ArchConfig, name: str) -> str:
 
 
 def _events(sim: Simulator) -> int:
-    """Events the SimPy kernel scheduled."""
-    return sim.env.scheduled
+    """Events the SimPy kernel processed (every event scheduled is processed: a run ends on an empty queue)."""
+    return sim.env.events

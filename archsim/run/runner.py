@@ -14,7 +14,6 @@ from __future__ import annotations
 
 
 from dataclasses import dataclass
-from typing import Callable
 
 import simpy
 
@@ -24,14 +23,11 @@ from archsim.hardware.dram import Dram
 from archsim.hardware.kind import kind_of
 from archsim.hardware.noc import Noc
 from archsim.hardware.sram import SramBuffer
-from archsim.kernel.fifo import Fifo
+from archsim.kernel.fifo import Fifo, Tokens
 from archsim.kernel.kernel import Simulator
-from archsim.kernel.tlm import Command, Payload, Process, Target, transport
+from archsim.kernel.port import Port
+from archsim.kernel.tlm import Command, Payload, Process, Target, transport_ranked
 from archsim.mapping.taskgraph import Task, TaskGraph
-
-
-#: one stage of a task for tile i (a SimPy generator)
-Stage = Callable[[int], Process]
 
 
 @dataclass(frozen=True)
@@ -65,14 +61,14 @@ class Runner:
         stream = cfg.stream_buffer()
         self.stream_buf = self.buffers[stream] if stream else self.act_buf  # fused intermediates (auxiliary buffers)
         # re-quantization stages queue on their unit, one at a time
-        self.units = {t.requant.engine: simpy.Resource(sim.env, capacity=1) for t in graph.tasks
+        self.units = {t.requant.engine: Port(sim.env) for t in graph.tasks
                       if t.requant is not None}
         self.categories = {name: kind_of(e).category for name, e in cfg.engines.items()}
         self.double_buffered = cfg.mapping.pipeline.double_buffering
         self.overlapped = cfg.mapping.pipeline.intra_layer
         self.depth = cfg.mapping.pipeline.fifo_depth
         self.done: dict[str, simpy.Event] = {}
-        self.state: dict[str, str] = {}
+        self.state: dict[str, tuple[str, int]] = {}  # each task's state, formatted only for a deadlock: (text, tile)
 
     # ---- the whole run ---------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -83,7 +79,7 @@ class Runner:
         for g in self.graph.groups:
             for t in g:
                 self.done[t.name] = env.event()
-                self.state[t.name] = "not started"
+                self.state[t.name] = ("not started", 0)
         for g in self.graph.groups:
             ready: dict[str, Ready] = {}
             for t in g:
@@ -101,9 +97,10 @@ class Runner:
         stuck = [t.name for g, ev in group_events if not ev.triggered for t in g if not self.done[t.name].triggered]
         if stuck:
             first = stuck[0]
+            text, tile = self.state.get(first, ("?", 0))
             raise SimulationError(
                 f"simulation stopped at cycle {self.sim.now} with {len(stuck)} op(s) unfinished; "
-                f"first: {first} ({self.state.get(first, '?')})"
+                f"first: {first} ({text.format(i=tile)})"
             )
 
     def _group(self, g: list[Task], ready: dict[str, Ready], finished: simpy.Event) -> Process:
@@ -132,141 +129,121 @@ class Runner:
         engines_free = env.all_of(ready.engines_free)
         if self.double_buffered:
             if ready.engines_draining:
-                self.state[t.name] = "waiting for a buffer half of its engines"
+                self.state[t.name] = ("waiting for a buffer half of its engines", 0)
                 yield env.all_of(ready.engines_draining)
         else:
-            self.state[t.name] = "waiting for its inputs or engines"
+            self.state[t.name] = ("waiting for its inputs or engines", 0)
             yield env.all_of([*ready.engines_free, inputs])
-        halves = simpy.Container(env, capacity=2, init=2) if self.double_buffered else None
-        load = self._load_stage(t, fifo_in, inputs, engines_free, halves)
-        compute = self._compute_stage(t, engines_free, halves, ready.last_tile)
-        write = self._write_stage(t, fifo_out)
-        stages: list[list[Stage]] = [[load], [compute], [write]]
-        if not self.double_buffered:
-            stages = [stages[0] + stages[1], stages[2]]
+        halves = Tokens(env, 2) if self.double_buffered else None
+        run = _TaskRun(self, t, fifo_in, fifo_out, inputs, engines_free, halves, ready.last_tile)
+        # which stages each process runs, in order: (load, compute, write)
+        if self.double_buffered:
+            segments = [(True, False, False), (False, True, False), (False, False, True)]
+        else:
+            segments = [(True, True, False), (False, False, True)]
         if not self.overlapped:
-            stages = [*stages[:-2], stages[-2] + stages[-1]]
-        links = [simpy.Store(env, capacity=1) for _ in stages[:-1]]
-        procs = [env.process(self._segment(t, seg, links[k - 1] if k else None, links[k] if k < len(links) else None))
-                 for k, seg in enumerate(stages)]
+            segments = [*segments[:-2], (segments[-2][0], True, True)]
+        links = [Fifo(env, f"{t.name}:{k}->", 1) for k in range(len(segments) - 1)]
+        procs = [env.process(self._segment(run, *seg, links[k - 1] if k else None, links[k] if k < len(links) else None))
+                 for k, seg in enumerate(segments)]
         yield env.all_of(procs)
-        self.state[t.name] = "done"
+        self.state[t.name] = ("done", 0)
         self.done[t.name].succeed()
 
-    def _segment(self, t: Task, stages: list[Stage], inbox: simpy.Store | None,
-                 outbox: simpy.Store | None) -> Process:
-        """One process of a task: for every tile, take it from ``inbox``, run ``stages`` in order, pass it on."""
-        for i in range(t.tiles):
+    def _segment(self, run: _TaskRun, load: bool, compute: bool, write: bool, inbox: Fifo | None,
+                 outbox: Fifo | None) -> Process:
+        """One process of a task: for every tile, take it from ``inbox``, run its stages in order, pass it on."""
+        state, name = self.state, run.name
+        for i in range(run.tiles):
             if inbox is not None:
                 yield inbox.get()
-            for stage in stages:
-                yield from stage(i)
+            if load:
+                yield from self._load_tile(run, i)
+            if compute:
+                yield from self._compute_tile(run, i)
+            if write:
+                yield from self._write_tile(run, i)
             if outbox is not None:
-                self.state[t.name] = f"tile {i}: waiting for the next stage"
+                state[name] = ("tile {i}: waiting for the next stage", i)
                 yield outbox.put(i)
 
     # ---- tile stages ---------------------------------------------------------------------------------------------
-    def _xfer(self, t: Task, path: list[Target], command: Command, tensor: str, nbytes: int, tile: int,
-              category: str) -> Process:
-        if nbytes <= 0:
-            return
-        payload = Payload(command, tensor, nbytes, t.engines[0], t.name, t.op.kind, tile)
-        yield from transport(self.sim, path, payload, category)
-
-    def _load_stage(self, t: Task, fifo_in: Fifo | None, inputs: simpy.Event, engines_free: simpy.Event,
-                    halves: simpy.Container | None) -> Stage:
-        def stage(i: int) -> Process:
-            if i == 1 and not engines_free.processed:  # a prefetching group loads one tile ahead, no more
-                self.state[t.name] = "tile 1: waiting for the previous group to free the buffers"
-                yield engines_free
-            if halves is not None:
-                self.state[t.name] = f"tile {i}: waiting for a free buffer half"
-                yield halves.get(1)
-            yield from self._load_tile(t, i, fifo_in, inputs)
-        return stage
-
-    def _compute_stage(self, t: Task, engines_free: simpy.Event, halves: simpy.Container | None,
-                       last: simpy.Event) -> Stage:
-        def stage(i: int) -> Process:
-            if i == 0 and not engines_free.processed:
-                self.state[t.name] = "waiting for its engines"
-                yield engines_free
-            if i == t.tiles - 1:
-                last.succeed()
-            yield from self._compute_tile(t, i)
-            if halves is not None:
-                yield halves.put(1)
-        return stage
-
-    def _write_stage(self, t: Task, fifo_out: Fifo | None) -> Stage:
-        def stage(i: int) -> Process:
-            yield from self._write_tile(t, i, fifo_out)
-        return stage
-
-    def _load_tile(self, t: Task, i: int, fifo_in: Fifo | None, inputs: simpy.Event) -> Process:
+    def _load_tile(self, run: _TaskRun, i: int) -> Process:
         """Weights first (they need no producer, so a group's first tile may prefetch them), then activations
-        once the producers have finished, then the fused producer's tile."""
-        n = t.tiles
-        noc = self.noc
-        self.state[t.name] = f"tile {i}: loading"
-        w = share(t.weight_dram_bytes, n, i)
-        if w:
-            path: list[Target] = [self.dram, noc.route("dram", self.wgt_buf.name), self.wgt_buf]
-            yield from self._xfer(t, path, Command.READ, "weights", w, i, "dram_read")
-        if not inputs.processed:
-            self.state[t.name] = "waiting for its inputs"
-            yield inputs
-        a = share(t.act_dram_bytes, n, i)
-        if a:
-            path = [self.dram, noc.route("dram", self.act_buf.name), self.act_buf]
-            yield from self._xfer(t, path, Command.READ, "activations", a, i, "dram_read")
-        if fifo_in is not None:
-            self.state[t.name] = f"tile {i}: waiting for the producer's tile (FIFO empty)"
-            yield fifo_in.get()
+        once the producers have finished, then the fused producer's tile. A prefetching group loads one tile
+        ahead, no more; double-buffered, each tile first takes a free buffer half."""
+        state, name, n = self.state, run.name, run.tiles
+        if i == 1 and not run.engines_free.processed:
+            state[name] = ("tile 1: waiting for the previous group to free the buffers", i)
+            yield run.engines_free
+        if run.halves is not None:
+            state[name] = ("tile {i}: waiting for a free buffer half", i)
+            yield run.halves.get(1)
+        state[name] = ("tile {i}: loading", i)
+        w = share(run.weight_dram_bytes, n, i)
+        if w > 0:
+            yield from transport_ranked(self.sim, run.weight_load_path,
+                                        Payload(READ, "weights", w, run.engine, name, run.kind, i), "dram_read")
+        if not run.inputs.processed:
+            state[name] = ("waiting for its inputs", i)
+            yield run.inputs
+        a = share(run.act_dram_bytes, n, i)
+        if a > 0:
+            yield from transport_ranked(self.sim, run.act_load_path,
+                                        Payload(READ, "activations", a, run.engine, name, run.kind, i), "dram_read")
+        if run.fifo_in is not None:
+            state[name] = ("tile {i}: waiting for the producer's tile (FIFO empty)", i)
+            yield run.fifo_in.get()
 
-    def _fetch_tile(self, t: Task, i: int) -> Process:
+    def _fetch_tile(self, run: _TaskRun, i: int) -> Process:
         """Operand reads from the buffers into the engine; they stream while the engine computes."""
-        n = t.tiles
-        noc = self.noc
-        eng = t.engines[0]
-        fa = share(t.cost.act_read_bytes, n, i)
-        if fa:
-            src = self.stream_buf if t.stream_in else self.act_buf
-            path: list[Target] = [noc.route(src.name, eng), src]
-            yield from self._xfer(t, path, Command.READ, "operands", fa, i, "buffer_read")
-        fw = share(t.cost.weight_read_bytes, n, i)
-        if fw:
-            path = [noc.route(self.wgt_buf.name, eng), self.wgt_buf]
-            yield from self._xfer(t, path, Command.READ, "weights", fw, i, "buffer_read")
+        n = run.tiles
+        fa = share(run.act_read_bytes, n, i)
+        if fa > 0:
+            yield from transport_ranked(self.sim, run.act_fetch_path,
+                                        Payload(READ, "operands", fa, run.engine, run.name, run.kind, i), "buffer_read")
+        fw = share(run.weight_read_bytes, n, i)
+        if fw > 0:
+            yield from transport_ranked(self.sim, run.weight_fetch_path,
+                                        Payload(READ, "weights", fw, run.engine, run.name, run.kind, i), "buffer_read")
 
-    def _compute_tile(self, t: Task, i: int) -> Process:
-        """The engine computes tile ``i`` while its operands stream in; the tile ends when both are done."""
-        n = t.tiles
+    def _compute_tile(self, run: _TaskRun, i: int) -> Process:
+        """The engine computes tile ``i`` while its operands stream in; the tile ends when both are done. The
+        task's first tile waits for its engines; starting its last tile frees the previous group's buffer half
+        (``last_tile``); a computed tile returns its buffer half."""
         env = self.sim.env
         ledger = self.sim.ledger
-        fetch = env.process(self._fetch_tile(t, i)) if t.cost.act_read_bytes or t.cost.weight_read_bytes else None
-        cycles = [share(p.cycles, n, i) for p in t.parts]
-        start = self.sim.now
-        self.state[t.name] = f"tile {i}: computing"
+        state, name, n = self.state, run.name, run.tiles
+        if i == 0 and not run.engines_free.processed:
+            state[name] = ("waiting for its engines", i)
+            yield run.engines_free
+        if i == n - 1:
+            run.last_tile.succeed()
+        fetch = env.process(self._fetch_tile(run, i)) if run.fetches else None
+        cycles = [share(c, n, i) for c in run.part_cycles]
+        start = int(env.now)
+        state[name] = ("tile {i}: computing", i)
         longest = max(cycles)
         if longest:
             yield env.timeout(longest)
-        for p, c in zip(t.parts, cycles):
-            ledger.span(p.engine, start, start + c, t.name, self.categories[p.engine], i)
-            ledger.charge(p.engine, t.name, t.op.kind, p.energy_pj / n)
-        ledger.touch(t.name, start, start + longest)
+        for (engine, category, pj), c in zip(run.parts, cycles):
+            ledger.span(engine, start, start + c, name, category, i)
+            ledger.charge(engine, name, run.kind, pj)
+        ledger.touch(name, start, start + longest)
         if fetch is not None:
-            self.state[t.name] = f"tile {i}: waiting for operands from the buffers"
+            state[name] = ("tile {i}: waiting for operands from the buffers", i)
             yield fetch
-        if t.tail and i == n - 1:
-            yield from self._tail(t, i)
+        if run.task.tail and i == n - 1:
+            yield from self._tail(run.task, i)
+        if run.halves is not None:
+            yield run.halves.put(1)
 
     def _tail(self, t: Task, i: int) -> Process:
         """Work left after the last tile, run on several engines at once (Trio Rule D: the PW channels the MAT
         could not finish while the depthwise conv ran, taken by all PEs once it has ended)."""
         ledger = self.sim.ledger
         start = self.sim.now
-        self.state[t.name] = "computing its tail on all engines"
+        self.state[t.name] = ("computing its tail on all engines", i)
         longest = max(p.cycles for p in t.tail)
         if longest:
             yield self.sim.env.timeout(longest)
@@ -275,32 +252,84 @@ class Runner:
             ledger.charge(p.engine, t.name, t.op.kind, p.energy_pj)
         ledger.touch(t.name, start, start + longest)
 
-    def _write_tile(self, t: Task, i: int, fifo_out: Fifo | None) -> Process:
-        n = t.tiles
+    def _write_tile(self, run: _TaskRun, i: int) -> Process:
+        """Re-quantize tile ``i`` on its unit, write it back (to DRAM and/or a buffer), pass it to the consumer."""
         env = self.sim.env
-        rq = t.requant
+        ledger = self.sim.ledger
+        state, name, n = self.state, run.name, run.tiles
+        rq = run.task.requant
         if rq is not None:
             unit = self.units[rq.engine]
-            self.state[t.name] = f"tile {i}: waiting for re-quantization unit {rq.engine}"
-            with unit.request() as req:
-                yield req
-                c = share(rq.cycles, n, i)
-                start = self.sim.now
-                if c:
-                    yield env.timeout(c)
-                self.sim.ledger.span(rq.engine, start, start + c, rq.name, "requant", i)
-                self.sim.ledger.charge(rq.engine, rq.name, "requant", rq.energy_pj / n)
-        self.state[t.name] = f"tile {i}: writing back"
-        eng = t.engines[0]
-        out = share(t.out_dram_bytes, n, i)
-        if out:
-            path: list[Target] = [self.dram, self.noc.route(eng, "dram")]
-            yield from self._xfer(t, path, Command.WRITE, t.op.output, out, i, "dram_write")
+            state[name] = (run.requant_wait, i)
+            request = unit.request()
+            yield request
+            c = share(rq.cycles, n, i)
+            start = int(env.now)
+            if c:
+                yield env.timeout(c)
+            ledger.span(rq.engine, start, start + c, rq.name, "requant", i)
+            ledger.charge(rq.engine, rq.name, "requant", rq.energy_pj / n)
+            unit.release(request)
+        state[name] = ("tile {i}: writing back", i)
+        out = share(run.out_dram_bytes, n, i)
+        if out > 0:
+            yield from transport_ranked(self.sim, run.dram_write_path,
+                                        Payload(WRITE, run.output, out, run.engine, name, run.kind, i), "dram_write")
+        if run.buffer_write_path is not None:
+            nbytes = share(run.write_bytes, n, i)
+            if nbytes > 0:
+                yield from transport_ranked(self.sim, run.buffer_write_path,
+                                            Payload(WRITE, run.output, nbytes, run.engine, name, run.kind, i),
+                                            "buffer_write")
+        if run.fifo_out is not None:
+            state[name] = ("tile {i}: waiting for FIFO space (consumer behind)", i)
+            yield run.fifo_out.put(i)
+
+
+READ, WRITE = Command.READ, Command.WRITE
+
+
+class _TaskRun:
+    """What the tile stages of one task read over and over, looked up once: its figures, its events and the
+    (rank-ordered) paths of its transfers."""
+
+    __slots__ = ("task", "name", "kind", "output", "engine", "tiles", "fifo_in", "fifo_out", "inputs",
+                 "engines_free", "halves", "last_tile", "weight_dram_bytes", "act_dram_bytes", "out_dram_bytes",
+                 "act_read_bytes", "weight_read_bytes", "write_bytes", "fetches", "part_cycles", "parts",
+                 "weight_load_path", "act_load_path", "act_fetch_path", "weight_fetch_path", "dram_write_path",
+                 "buffer_write_path", "requant_wait")
+
+    def __init__(self, runner: Runner, t: Task, fifo_in: Fifo | None, fifo_out: Fifo | None, inputs: simpy.Event,
+                 engines_free: simpy.Event, halves: Tokens | None, last_tile: simpy.Event) -> None:
+        noc, dram = runner.noc, runner.dram
+        wgt, act = runner.wgt_buf, runner.act_buf
+        self.task = t
+        self.name = t.name
+        self.kind = t.op.kind
+        self.output = t.op.output
+        self.engine = eng = t.engines[0]
+        self.tiles = n = t.tiles
+        self.fifo_in, self.fifo_out, self.inputs = fifo_in, fifo_out, inputs
+        self.engines_free, self.halves, self.last_tile = engines_free, halves, last_tile
+        self.weight_dram_bytes = t.weight_dram_bytes
+        self.act_dram_bytes = t.act_dram_bytes
+        self.out_dram_bytes = t.out_dram_bytes
+        self.act_read_bytes = t.cost.act_read_bytes
+        self.weight_read_bytes = t.cost.weight_read_bytes
+        self.write_bytes = t.cost.write_bytes
+        self.fetches = bool(t.cost.act_read_bytes or t.cost.weight_read_bytes)
+        self.part_cycles = [p.cycles for p in t.parts]
+        self.parts = [(p.engine, runner.categories[p.engine], p.energy_pj / n) for p in t.parts]
+        # every path lists its targets in rank order (DRAM, NoC, SRAM), as transport() would sort them
+        self.weight_load_path: list[Target] = [dram, noc.route("dram", wgt.name), wgt]
+        self.act_load_path: list[Target] = [dram, noc.route("dram", act.name), act]
+        src = runner.stream_buf if t.stream_in else act
+        self.act_fetch_path: list[Target] = [noc.route(src.name, eng), src]
+        self.weight_fetch_path: list[Target] = [noc.route(wgt.name, eng), wgt]
+        self.dram_write_path: list[Target] = [dram, noc.route(eng, "dram")]
+        self.buffer_write_path: list[Target] | None = None
+        unit = t.requant.engine if t.requant is not None else ""
+        self.requant_wait = "tile {i}: waiting for re-quantization unit " + unit.replace("{", "{{").replace("}", "}}")
         if t.resident_out or t.stream_out:
-            nbytes = share(t.cost.write_bytes, n, i)
-            dst = self.stream_buf if t.stream_out else self.act_buf
-            path = [self.noc.route(eng, dst.name), dst]
-            yield from self._xfer(t, path, Command.WRITE, t.op.output, nbytes, i, "buffer_write")
-        if fifo_out is not None:
-            self.state[t.name] = f"tile {i}: waiting for FIFO space (consumer behind)"
-            yield fifo_out.put(i)
+            dst = runner.stream_buf if t.stream_out else act
+            self.buffer_write_path = [noc.route(eng, dst.name), dst]

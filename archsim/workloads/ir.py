@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from archsim.errors import WorkloadError
-from archsim.workloads.kinds import OP_KINDS
+from archsim.workloads.jsonfile import read_json
+from archsim.workloads.validate import SCALE_KINDS, check_name, check_shape, check_workload, label, short
 
 SCHEMA_VERSION = 1
 
@@ -21,8 +23,7 @@ SCHEMA_VERSION = 1
 #: :func:`archsim.workloads.kinds.is_mac`, which also knows kinds a plugin registered.
 MAC_KINDS: frozenset[str] = frozenset({"conv2d", "linear", "matmul"})
 
-#: Scale kinds of a quantized op's output (how its re-quantization is done).
-SCALE_KINDS: frozenset[str] = frozenset({"float", "pot", "log2", "none"})
+__all__ = ["MAC_KINDS", "SCALE_KINDS", "SCHEMA_VERSION", "Op", "Tensor", "Workload", "make_workload", "validate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +132,9 @@ class Workload:
         validate(self)
 
     # ---- graph queries -------------------------------------------------------------------------------------
-    @property
+    @cached_property
     def total_macs(self) -> int:
+        """Multiply-accumulates of the whole workload (summed once, then cached: a size guard may ask often)."""
         return sum(op.macs for op in self.ops)
 
     def producers(self) -> dict[str, str]:
@@ -186,94 +188,88 @@ class Workload:
         tmp.replace(path)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<workload>") -> "Workload":
-        if not isinstance(data, Mapping):
-            raise WorkloadError("expected a JSON object at the top level", source=source)
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise WorkloadError(
-                f"unsupported schema_version {version!r} (this archsim reads {SCHEMA_VERSION})",
-                source=source,
-                key="schema_version",
-            )
+    def from_dict(cls, data: Any, source: str = "<workload>") -> "Workload":
+        """The workload in ``data`` (parsed trace JSON), type-checked field by field and validated; a one-line
+        WorkloadError naming ``source`` and the key at fault otherwise."""
         try:
-            tensors = {}
-            for i, t in enumerate(data["tensors"]):
-                tensors[t["name"]] = Tensor(
-                    name=str(t["name"]),
-                    shape=tuple(int(s) for s in t["shape"]),
-                    bits=int(t.get("bits", 8)),
-                    is_weight=bool(t.get("is_weight", False)),
-                )
-            ops = tuple(
-                Op(
-                    name=str(o["name"]),
-                    kind=str(o["kind"]),
-                    inputs=tuple(o.get("inputs", ())),
-                    weights=tuple(o.get("weights", ())),
-                    output=str(o["output"]),
-                    attrs=_tuplify(dict(o.get("attrs", {}))),
-                    macs=int(o.get("macs", 0)),
-                    scope=str(o.get("scope", "")),
-                    scale_kind=str(o.get("scale_kind", "none")),
-                    source=str(o.get("source", "")),
-                )
-                for o in data["ops"]
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WorkloadError(f"malformed workload JSON ({exc.__class__.__name__}: {exc})", source=source) from None
-        try:
-            return cls(name=str(data.get("name", "workload")), tensors=tensors, ops=ops, meta=dict(data.get("meta", {})))
+            return _from_dict(cls, data)
         except WorkloadError as exc:
             raise WorkloadError(exc.detail, source=source, key=exc.key) from None
 
     @classmethod
     def load(cls, path: str | Path) -> "Workload":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except OSError as exc:
-            raise WorkloadError(f"cannot read workload file ({exc.strerror})", source=str(path)) from None
-        except json.JSONDecodeError as exc:
-            raise WorkloadError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", source=str(path)) from None
-        return cls.from_dict(data, source=str(path))
+        """Read a trace written by :meth:`save` (bounded, UTF-8, finite JSON; see :mod:`archsim.workloads.jsonfile`)."""
+        return cls.from_dict(read_json(path), source=str(path))
+
+
+def _field(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], key: str, default: Any = ...) -> Any:
+    """``obj[name]`` if it has type ``kind`` (bool is not an int here), else a WorkloadError naming ``key.name``."""
+    if name not in obj:
+        if default is ...:
+            raise WorkloadError("missing", key=f"{key}.{name}" if key else name)
+        return default
+    value = obj[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+        raise WorkloadError(f"must be {names}, got {short(value)}", key=f"{key}.{name}" if key else name)
+    return value
+
+
+def _names(obj: Mapping[str, Any], name: str, key: str) -> tuple[str, ...]:
+    refs = _field(obj, name, list, key, [])
+    if not all(isinstance(r, str) for r in refs):
+        raise WorkloadError("must be a list of tensor names", key=f"{key}.{name}")
+    return tuple(refs)
+
+
+def _from_dict(cls: type[Workload], data: Any) -> Workload:
+    if not isinstance(data, Mapping):
+        raise WorkloadError(f"expected a JSON object at the top level, got {type(data).__name__}")
+    version = data.get("schema_version")
+    if isinstance(version, bool) or version != SCHEMA_VERSION:
+        raise WorkloadError(f"unsupported schema_version {short(version)} (this archsim reads {SCHEMA_VERSION})",
+                            key="schema_version")
+    tensors: dict[str, Tensor] = {}
+    for i, t in enumerate(_field(data, "tensors", list, "")):
+        key = f"tensors[{i}]"
+        if not isinstance(t, Mapping):
+            raise WorkloadError("must be an object", key=key)
+        name = check_name(_field(t, "name", str, key), "tensor", f"{key}.name")
+        key = f"tensors[{i}] ({label(name)})"
+        if name in tensors:
+            raise WorkloadError("duplicate tensor name", key=key)
+        tensors[name] = Tensor(name=name, shape=check_shape(_field(t, "shape", list, key), f"{key}.shape"),
+                               bits=_field(t, "bits", int, key, 8), is_weight=_field(t, "is_weight", bool, key, False))
+    ops = []
+    for i, o in enumerate(_field(data, "ops", list, "")):
+        key = f"ops[{i}]"
+        if not isinstance(o, Mapping):
+            raise WorkloadError("must be an object", key=key)
+        key = f"ops[{i}] ({label(check_name(_field(o, 'name', str, key), 'op', f'{key}.name'))})"
+        ops.append(Op(
+            name=o["name"],
+            kind=_field(o, "kind", str, key),
+            inputs=_names(o, "inputs", key),
+            weights=_names(o, "weights", key),
+            output=_field(o, "output", str, key),
+            attrs=_tuplify(_field(o, "attrs", dict, key, {})),
+            macs=_field(o, "macs", int, key, 0),
+            scope=_field(o, "scope", str, key, ""),
+            scale_kind=_field(o, "scale_kind", str, key, "none"),
+            source=_field(o, "source", str, key, ""),
+        ))
+    return cls(name=_field(data, "name", str, "", "workload"), tensors=tensors, ops=tuple(ops),
+               meta=dict(_field(data, "meta", dict, "", {})))
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object", bool: "true or false"}
 
 
 def validate(w: Workload) -> None:
-    """Check names, references, kinds, bit widths and topological order; raise WorkloadError naming the op."""
-    for name, t in w.tensors.items():
-        if name != t.name:
-            raise WorkloadError(f"tensor registered as {name!r} is named {t.name!r}", key=f"tensors.{name}")
-        if not 1 <= t.bits <= 32:
-            raise WorkloadError(f"bits must be in 1..32, got {t.bits}", key=f"tensors.{name}.bits")
-        if any(s <= 0 for s in t.shape):
-            raise WorkloadError(f"shape must be positive, got {list(t.shape)}", key=f"tensors.{name}.shape")
-    written: set[str] = set()
-    names: set[str] = set()
-    produced = {op.output for op in w.ops}
-    for i, op in enumerate(w.ops):
-        key = f"ops[{i}] ({op.name})"
-        if op.name in names:
-            raise WorkloadError("duplicate op name", key=key)
-        names.add(op.name)
-        if op.kind not in OP_KINDS:
-            raise WorkloadError(f"unknown op kind {op.kind!r} (known: {', '.join(OP_KINDS.names())})", key=f"{key}.kind")
-        if op.scale_kind not in SCALE_KINDS:
-            raise WorkloadError(f"unknown scale_kind {op.scale_kind!r}", key=f"{key}.scale_kind")
-        if op.macs < 0:
-            raise WorkloadError(f"macs must be >= 0, got {op.macs}", key=f"{key}.macs")
-        for ref in (*op.inputs, *op.weights, op.output):
-            if ref not in w.tensors:
-                raise WorkloadError(f"refers to unknown tensor {ref!r}", key=key)
-        for ref in op.inputs:
-            if ref in produced and ref not in written:
-                raise WorkloadError(f"reads {ref!r} before the op that writes it (ops must be in topological order)",
-                                    key=key)
-        if op.output in written:
-            raise WorkloadError(f"tensor {op.output!r} is written by more than one op", key=key)
-        if w.tensors[op.output].is_weight:
-            raise WorkloadError(f"writes weight tensor {op.output!r}", key=key)
-        written.add(op.output)
+    """Check types, bounds, references, kinds, topological order, shapes and meta; raise WorkloadError naming the
+    op, tensor or key (see :mod:`archsim.workloads.validate`)."""
+    check_workload(w)
 
 
 def make_workload(name: str, tensors: Iterable[Tensor], ops: Iterable[Op], meta: Mapping[str, Any] | None = None) -> Workload:

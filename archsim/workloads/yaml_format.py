@@ -13,21 +13,27 @@ Format (see docs/workloads.md)::
       - {name: act, kind: activation, fn: gelu, in: [fc1], out: [1, 197, 1536]}
 
 Any other key of an op (kernel, stride, groups, fn, ...) becomes an attribute. MACs are computed from the shapes.
+Shapes and bit widths are integers (``197.0`` is refused, not truncated), and the workload is validated like a trace
+(:mod:`archsim.workloads.validate`): a linear whose input features differ from its weight's, or a conv with
+``groups: 0``, is a one-line error naming the file and the op.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from archsim.errors import WorkloadError
 from archsim.workloads.kinds import OP_KINDS
 from archsim.workloads.ir import Op, Tensor, Workload, make_workload
+from archsim.workloads.jsonfile import MAX_DEPTH, check_tree, read_text
 from archsim.workloads.macs import count_macs
+from archsim.workloads.validate import MAX_BITS
 
-Shape = list[Any]
+Shape = list[StrictInt]
+Bits = Annotated[StrictInt, Field(ge=1, le=MAX_BITS)]
 
 
 class _OpSpec(BaseModel):
@@ -36,43 +42,44 @@ class _OpSpec(BaseModel):
     name: str
     kind: str
     inputs: list[str] = Field(alias="in")
-    out: list[int]
-    weights: dict[str, list[int]] = {}
+    out: Shape
+    weights: dict[str, Shape] = {}
     scale_kind: Literal["float", "pot", "log2", "none"] = "none"
-    bits: int | None = None
+    bits: Bits | None = None
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "workload"
-    inputs: dict[str, list[int]]
+    inputs: dict[str, Shape]
     ops: list[_OpSpec]
-    act_bits: int | None = None
-    weight_bits: int | None = None
+    act_bits: Bits | None = None
+    weight_bits: Bits | None = None
 
 
 def load_yaml_workload(path: str | Path, *, act_bits: int = 8, weight_bits: int = 8, bias_bits: int = 32) -> Workload:
     """Read a YAML workload; errors name the file and the key path (e.g. ``ops[2].kind``)."""
     source = str(path)
+    text = read_text(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise WorkloadError("no such file", source=source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WorkloadError(f"cannot read ({getattr(exc, 'strerror', None) or exc})", source=source) from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         raise WorkloadError(f"YAML syntax error{where}: {getattr(exc, 'problem', exc)}", source=source) from None
+    except RecursionError:
+        raise WorkloadError(f"nested more than {MAX_DEPTH} levels deep", source=source) from None
+    if isinstance(data, (dict, list)):
+        check_tree(data, source)
     try:
         spec = _Spec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
         raise WorkloadError(str(err["msg"]).lower(), source=source, key=key or None) from None
-    a_bits = spec.act_bits or act_bits
-    w_bits = spec.weight_bits or weight_bits
+    a_bits = act_bits if spec.act_bits is None else spec.act_bits
+    w_bits = weight_bits if spec.weight_bits is None else spec.weight_bits
     tensors: dict[str, Tensor] = {n: Tensor(n, tuple(s), a_bits) for n, s in spec.inputs.items()}
     ops: list[Op] = []
     for i, o in enumerate(spec.ops):
@@ -80,14 +87,17 @@ def load_yaml_workload(path: str | Path, *, act_bits: int = 8, weight_bits: int 
         if o.kind not in OP_KINDS:
             raise WorkloadError(f"unknown op kind {o.kind!r} (known: {', '.join(OP_KINDS.names())})", source=source, key=f"{key}.kind")
         for ref in o.inputs:
-            if ref not in tensors:
+            if ref not in tensors or tensors[ref].is_weight:
                 raise WorkloadError(f"input {ref!r} is neither a graph input nor an earlier op", source=source, key=f"{key}.in")
         if o.name in tensors:
             raise WorkloadError(f"name {o.name!r} is already used", source=source, key=f"{key}.name")
+        for wname in o.weights:
+            if wname in tensors or wname == o.name:
+                raise WorkloadError(f"weight name {wname!r} is already used", source=source, key=f"{key}.weights")
         for j, (wname, wshape) in enumerate(o.weights.items()):
             bits = w_bits if j == 0 else bias_bits
             tensors[wname] = Tensor(wname, tuple(wshape), bits, is_weight=True)
-        tensors[o.name] = Tensor(o.name, tuple(o.out), o.bits or a_bits)
+        tensors[o.name] = Tensor(o.name, tuple(o.out), a_bits if o.bits is None else o.bits)
         attrs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (o.model_extra or {}).items()}
         first_w = tuple(next(iter(o.weights.values()))) if o.weights else None
         try:

@@ -12,8 +12,10 @@ New models register with :func:`register_model`; a builder takes ``(resolution, 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -164,11 +166,18 @@ def _trace_model(name: str | None, resolution: int | None, batch: int, act_bits:
     if cache:
         try:
             trace_cache.store(key, workload)
-        except OSError as exc:
-            import warnings
-
-            warnings.warn(f"archsim: could not write the trace cache ({exc})", RuntimeWarning, stacklevel=2)
+        except OSError as exc:  # an unwritable cache directory or HOME: carry on without the cache
+            where = f"{exc.filename}: " if exc.filename else ""
+            _warn_once(f"archsim: warning: trace cache not written ({where}{exc.strerror or exc}); "
+                       "continuing without it")
     return workload
+
+
+@functools.cache
+def _warn_once(line: str) -> None:
+    """Print ``line`` on stderr the first time only: a sweep or a compare that traces many workloads into the same
+    unwritable cache says so once, not once per workload (memoised, like a registry: no other state)."""
+    print(line, file=sys.stderr)
 
 
 def _trace_uncached(spec: ModelSpec, resolution: int, batch: int, act_bits: int, weight_bits: int,
