@@ -107,8 +107,9 @@ def span(rows: list[dict]) -> int:
 
 
 def authors_only(w: Workload, divisors: set[str]) -> Workload:
-    """``w`` with every op the authors' model omits made free: kind ``other`` (skipped, aliased to its input)."""
-    ops = tuple(op if is_authors_op({"kind": op.kind, "op": op.name}, divisors) else replace(op, kind="other")
+    """``w`` with every op the authors' model omits made free: kind ``other`` (skipped, aliased to its input), with
+    no MACs (an ``other`` op does none: the IR refuses one that claims some)."""
+    ops = tuple(op if is_authors_op({"kind": op.kind, "op": op.name}, divisors) else replace(op, kind="other", macs=0)
                 for op in w.ops)
     return Workload(name=w.name, tensors=w.tensors, ops=ops, meta=w.meta)
 

@@ -160,7 +160,8 @@ class Noc(Model):
     """The on-chip interconnect between buffers and engines: a shared bus, a crossbar, or a 2-D mesh."""
 
     topology: Literal["bus", "crossbar", "mesh"] = "bus"
-    link_bits: PosInt = 512
+    # up to 2^24 bits: wide enough to model "no NoC limit" (the Trio-ViT oracle recipe sets 2^20)
+    link_bits: Annotated[int, Field(gt=0, le=1 << 24, strict=True)] = 512
     hop_latency_cycles: NonNegInt = 1
     pj_per_bit_hop: NonNegFloat = 0.05
     mesh_cols: PosInt = 4  # mesh only: engines and buffers are placed row-major in declaration order

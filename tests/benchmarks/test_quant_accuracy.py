@@ -20,4 +20,4 @@ def test_quick_benchmark_prints_accuracies(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert len(re.findall(r"float top-1 \d+\.\d\d%", proc.stdout)) == 2
     for label in ("FQ-ViT W8A8", "P2-ViT W8A8", "P2-ViT mixed", "PackQViT W4A4 (QAT)", "Trio-ViT W8A8"):
-        assert re.search(rf"{label}\s+top-1\s+\d+\.\d\d%", proc.stdout), proc.stdout
+        assert re.search(rf"{re.escape(label)}\s+top-1\s+\d+\.\d\d%", proc.stdout), proc.stdout
