@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal, Mapping
 
 from pydantic import Field, field_validator
 
-from archsim.config.schema import Defaults, EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
+from archsim.config.schema import Defaults, EngineBase, Model, NonNegFloat, NonNegInt, NotBool, PosFloat, PosInt
 from archsim.hardware.kind import AreaUnits, EngineKind, OpCost, register_engine_kind
 from archsim.hardware.vector import elementwise_count
 from archsim.workloads.geometry import Depthwise, Gemm, geometry
@@ -22,7 +22,7 @@ from archsim.workloads.ir import Op, Tensor
 from archsim.workloads.kinds import is_mac
 
 #: A fraction of peak: more than 0, at most 1.
-Fraction = Annotated[float, Field(gt=0, le=1)]
+Fraction = Annotated[float, NotBool, Field(gt=0, le=1, allow_inf_nan=False)]  # `true` is not 1.0
 
 Precision = Literal["int8", "fp16"]
 

@@ -125,6 +125,8 @@ def test_shipped_config_peak_is_the_2080_ti_figure() -> None:
 @pytest.mark.parametrize("override, key", [
     ("engines.gpu.efficiency.linear=1.5", "engines.gpu.efficiency.linear"),
     ("engines.gpu.efficiency.linear=0", "engines.gpu.efficiency.linear"),
+    ("engines.gpu.efficiency.linear=true", "engines.gpu.efficiency.linear"),  # a bool is not 1.0
+    ("engines.gpu.efficiency.linear=.nan", "engines.gpu.efficiency.linear"),
     ("engines.gpu.sms=0", "engines.gpu.sms"),
     ("engines.gpu.launch_overhead_cycles=-1", "engines.gpu.launch_overhead_cycles"),
     ("engines.gpu.tensor_ops_per_cycle_per_sm.int8=0", "engines.gpu.tensor_ops_per_cycle_per_sm.int8"),
