@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from archsim.sweep.execute import Executor, make_executor
 from archsim.sweep.pareto import markdown, pareto_set, plot
-from archsim.sweep.plan import Point, Task, check_axes, config_of, grid, point_from, task_of, workload_key
+from archsim.sweep.plan import (Point, Task, check_axes, config_of, error_line, grid, point_from, task_of,
+                                workload_key)
 from archsim.sweep.spec import MAXIMISE, WORKLOAD_AXES, Axis, SweepSpec
 from archsim.sweep.store import Store
 from archsim.sweep.table import build_rows, write_table
@@ -74,8 +75,6 @@ class _Runner:
             try:
                 todo[p.id] = by_id.get(p.id) or task_of(self.spec, p)
             except Exception as exc:  # noqa: BLE001 - a search may combine values into an invalid config
-                from archsim.sweep.plan import error_line
-
                 self._done({"index": p.index, "id": p.id, "status": "error", "error": error_line(exc)}, p)
         values = {p.id: p for p in points}
 
@@ -179,7 +178,6 @@ def run_sweep(spec: SweepSpec, folder: Path, *, workers: int | None = None, dask
 def finish(folder: Path, logged: list[Row], manifest: dict[str, Any], ran: int = 0) -> SweepOutcome:
     """Table, Pareto set, plot and pareto.md from the logged points (also what ``--report`` redraws)."""
     keys = list(manifest["keys"])
-    objectives = list(manifest["objectives"])
     rows = build_rows(logged, keys)
     parquet, csv_path = write_table(rows, keys, folder)
     return redraw(folder, rows, manifest, extra=(parquet, csv_path), ran=ran)
