@@ -1,6 +1,6 @@
 """``python -m archsim`` runs the CLI."""
 import sys
 
-from archsim.cli import main
+from archsim.entry import main
 
 sys.exit(main())

@@ -17,6 +17,8 @@ from archsim.outputs import check_output_path, safe_name, staged_file
 from archsim.workloads.bridge import QuantizerError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from archsim.report.render import Renderer
+    from archsim.run.guard import Limits
     from archsim.workloads.bridge import QuantConfig
     from archsim.workloads.ir import Workload
 
@@ -29,6 +31,7 @@ Typical use (no data set or weights needed; the model gets random weights):
   archsim trace --model deit_small --out deit_small.json
   archsim compare arch_configs/p2vit.yaml arch_configs/p2vit_fp.yaml --model deit_small
   archsim compare arch_configs/p2vit.yaml --set mapping.pipeline.inter_layer=false --model deit_small
+  archsim plot reports/trio-efficientvit_b1 --zoom stages.3
   archsim validate arch_configs/trio.yaml
   archsim list
 """
@@ -48,7 +51,7 @@ def _add_workload_args(p: argparse.ArgumentParser, required: bool = True) -> Non
     src.add_argument("--trace", metavar="FILE.json", help="a saved trace from `archsim trace` (no torch needed)")
     m = p.add_argument_group("model options (with --model)")
     m.add_argument("--resolution", type=int, metavar="PX", help="input resolution (default: the model's own, e.g. 224)")
-    m.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default: 1)")
+    m.add_argument("--batch", type=int, metavar="N", help="batch size (default: 1)")
     m.add_argument("--checkpoint", metavar="PATH", help="load weights from a local state dict instead of random ones")
     m.add_argument("--no-cache", action="store_true", help="re-trace even if a cached trace exists")
     q = p.add_argument_group("quantization (with --model; default: the config's quant: section)")
@@ -59,6 +62,14 @@ def _add_workload_args(p: argparse.ArgumentParser, required: bool = True) -> Non
     q.add_argument("--a-bits", type=int, metavar="N", help="activation bits of the quantizer, 2 to 8 (default: 8)")
     q.add_argument("--quantized", metavar="FILE.pt", help="a model saved by `quantizer save`: its method, bits and "
                    "per-layer choices (mixed precision) are used; gives the model when --model is omitted")
+
+
+def _add_limit_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("size guard (a run estimated to cost more is refused before it starts)")
+    g.add_argument("--max-events", type=int, metavar="N",
+                   help="most simulation events a run may take (default: 20 million, about a minute; 0: no limit)")
+    g.add_argument("--max-memory", type=float, metavar="GIB",
+                   help="most memory a run may take, in GiB (default: 3/4 of this machine's; 0: no limit)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,8 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workload_args(run)
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set mapping.pipeline.inter_layer=false (repeatable)")
-    run.add_argument("--out", metavar="DIR", help="output folder (default: reports/<config>-<model>)")
+    run.add_argument("--out", metavar="DIR", help="output folder (default: reports/<config>-<model>[-<options>])")
+    run.add_argument("--no-plots", action="store_true", help="write no PNG plots (the tables, trace and reports only)")
+    run.add_argument("--zoom", metavar="BLOCK", help="also draw timeline_zoom.png: one block (e.g. blocks.3, "
+                     "stages.2) at tile resolution")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stdout")
+    _add_limit_args(run)
 
     tr = sub.add_parser("trace", help="extract a model's op trace to JSON",
                         description="Trace a zoo model (or load a YAML workload) and save the op trace as JSON.")
@@ -95,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "with the overrides (repeatable)")
     cmp_.add_argument("--out", metavar="DIR", help="output folder (default: reports/compare-<model>)")
     cmp_.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _add_limit_args(cmp_)
 
     sw = sub.add_parser("sweep", help="explore a design space: many configs and workloads, a table and a Pareto set",
                         description="Run every point of a sweep (a YAML file, or --config with --grid flags) on a "
@@ -119,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--report", metavar="DIR", help="redraw the Pareto plot and set from a sweep folder's table, "
                     "without running anything")
     sw.add_argument("--quiet", action="store_true", help="no progress bar, print nothing but errors")
+
+    plot = sub.add_parser("plot", help="redraw the plots and report.html of a finished run, without simulating",
+                          description="Draw timeline.png, energy.png and report.html of a run folder again from its "
+                          "result.json.gz (e.g. after a --no-plots run, or to zoom on a block).")
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `archsim run`")
+    plot.add_argument("--zoom", metavar="BLOCK", help="also draw timeline_zoom.png: one block at tile resolution")
+    plot.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     val = sub.add_parser("validate", help="check an architecture config and print what it describes",
                          description="Load and validate a config; print its engines, buffers and peak throughput.")
@@ -149,6 +172,11 @@ def _check_workload_args(args: argparse.Namespace) -> None:
     if len(given) != 1:
         raise UsageError("give exactly one of --model, --workload or --trace (--quantized FILE counts as --model)")
     if not (args.model or args.quantized):
+        model_flags = (("--resolution", args.resolution), ("--batch", args.batch), ("--checkpoint", args.checkpoint))
+        flags = [f for f, v in model_flags if v is not None]
+        if flags:
+            raise UsageError(f"{', '.join(flags)} only apply with --model (a saved trace or workload has its own "
+                             "shapes and weights)")
         bits_flags = (("--quant", args.quant), ("--w-bits", args.w_bits), ("--a-bits", args.a_bits))
         flags = [f for f, v in bits_flags if v is not None]
         if flags:
@@ -158,6 +186,22 @@ def _check_workload_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--batch must be a positive integer, got {args.batch}")
     if args.resolution is not None and args.resolution < 1:
         raise UsageError(f"--resolution must be a positive integer, got {args.resolution}")
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    """The size guard's limits from --max-events / --max-memory (0 lifts one; absent keeps the default)."""
+    from archsim.run.guard import Limits
+
+    limits = Limits()
+    if args.max_events is not None:
+        if args.max_events < 0:
+            raise UsageError(f"--max-events must be 0 (no limit) or a positive integer, got {args.max_events}")
+        limits = replace(limits, max_events=args.max_events or None)
+    if args.max_memory is not None:
+        if not (args.max_memory >= 0 and args.max_memory < 1e9):  # also refuses nan and inf
+            raise UsageError(f"--max-memory must be 0 (no limit) or a size in GiB, got {args.max_memory}")
+        limits = replace(limits, max_memory_bytes=int(args.max_memory * 2**30))
+    return limits
 
 
 def _quant_config(args: argparse.Namespace, section: QuantConfig | None) -> QuantConfig | None:
@@ -206,7 +250,7 @@ def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bi
     from archsim.workloads.zoo import trace_model  # imports torch
 
     try:
-        return trace_model(args.model, resolution=args.resolution, batch=args.batch, act_bits=act_bits,
+        return trace_model(args.model, resolution=args.resolution, batch=args.batch or 1, act_bits=act_bits,
                            weight_bits=weight_bits, bias_bits=bias_bits, scale_kind=scale_kind,
                            checkpoint=args.checkpoint, cache=not args.no_cache, quant=quant,
                            quantized=args.quantized)
@@ -218,43 +262,118 @@ def _load_workload(args: argparse.Namespace, act_bits: int, weight_bits: int, bi
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from archsim.report import start_renderer
+
+    # forked first, before anything heavy is imported: the worker imports matplotlib on the other core while this
+    # process loads the workload and simulates, then draws the plots while this one writes the rest
+    renderer = None if args.no_plots else start_renderer()
+    try:
+        return _run(args, renderer)
+    finally:
+        if renderer is not None:
+            renderer.close()
+
+
+def _run(args: argparse.Namespace, renderer: Renderer | None) -> int:
     from tqdm import tqdm
 
     from archsim.api import run_stages
     from archsim.config import load_config
-    from archsim.report import OUTPUT_FILES, write_all
+    from archsim.provenance import record, run_key
+    from archsim.report import OWNED_FILES, write_all
     from archsim.report.console import format_summary
 
     _check_workload_args(args)
+    limits = _limits(args)
     if args.out is not None:  # a bad --out fails before any work; the folder itself appears only with the report
-        check_output_path(args.out, "--out", _inputs(args), folder=True, owned=OUTPUT_FILES.values())
+        check_output_path(args.out, "--out", _inputs(args), folder=True, owned=OWNED_FILES)
+    if args.zoom is not None and args.no_plots:
+        raise UsageError("--zoom draws a plot: drop --no-plots")
     cfg = load_config(args.config, args.set)
     d = cfg.defaults
     quant = _quant_config(args, cfg.quant)
+    key = run_key(_run_parts(args))
     # the bar shows on a terminal only (disable=None), so logs and pipes stay clean
     with tqdm(total=4, desc="trace", unit="stage", file=sys.stderr, disable=True if args.quiet else None,
               leave=False) as bar:
         t0 = time.perf_counter()
         workload = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant, args.config)
         t_trace = time.perf_counter() - t0
+        if args.zoom is not None:
+            _check_zoom(args.zoom, workload)
         bar.update(1)
         model = str(workload.meta.get("model", workload.name))
-        out = _out_folder(args, f"{cfg.name}-{model}", OUTPUT_FILES.values())
+        out = _out_folder(args, _run_name(args, cfg.name, model), OWNED_FILES, key=key)
         bar.set_description("map+simulate")
         t1 = time.perf_counter()
-        result = run_stages(cfg, workload, progress=bar)
+        result = run_stages(cfg, workload, progress=bar, limits=limits)
         t_sim = time.perf_counter() - t1
         bar.set_description("report")
         host = {"python": platform.python_version(), "machine": platform.machine(),
                 "wall_seconds": {"trace": round(t_trace, 3), "simulate": round(t_sim, 3)}}
-        try:
-            write_all(result, out, host=host)  # the whole folder, or nothing if it fails or is interrupted
+        try:  # the whole folder, or nothing if it fails or is interrupted
+            write_all(result, out, host=host, run=record(args.argv, cfg, args.set, key), plots=not args.no_plots,
+                      renderer=renderer, zoom=args.zoom)
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot write the report ({exc.strerror or exc})") from None
         bar.update(1)
     if not args.quiet:
         print(format_summary(result, out))
     return 0
+
+
+def _check_zoom(block: str, workload: Workload) -> None:
+    """``--zoom`` names a block or scope of the workload (checked before simulating, not when drawing)."""
+    from archsim.report.blocks import scope_block
+
+    prefix = block.rstrip(".") + "."
+    if any(op.scope == block or op.scope.startswith(prefix) or op.name.startswith(prefix)
+           or scope_block(op.scope) == block for op in workload.ops):
+        return
+    blocks = list(dict.fromkeys(b for b in (scope_block(op.scope) for op in workload.ops) if b))
+    shown = ", ".join(blocks[:8]) + (f" ... ({len(blocks)} blocks)" if len(blocks) > 8 else "")
+    raise UsageError(f"--zoom: no block or scope {block!r} in {workload.name}; blocks: {shown or 'none'}")
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from archsim.report import redraw
+
+    drawn = redraw(args.run_dir, zoom=args.zoom)
+    if not args.quiet:
+        print(f"redrawn: {', '.join(str(p) for p in drawn.values())}")
+    return 0
+
+
+def _run_parts(args: argparse.Namespace) -> dict[str, object]:
+    """The options of a run that decide its result (its config file, overrides and workload), for its run key."""
+    return {"config": args.config, "set": list(args.set), "model": args.model, "workload": args.workload,
+            "trace": args.trace, "batch": args.batch or 1, "resolution": args.resolution, "checkpoint": args.checkpoint,
+            "quant": args.quant, "w_bits": args.w_bits, "a_bits": args.a_bits, "quantized": args.quantized}
+
+
+def _run_name(args: argparse.Namespace, config: str, model: str) -> str:
+    """The default report folder's name: ``<config>-<model>``, then each option that changes the result (batch,
+    resolution, quantizer and bits, checkpoint, saved quantized model, and a digest of the --set overrides), so two
+    commands that differ in any of them write to two folders."""
+    from archsim.provenance import run_key
+
+    parts = [config, model]
+    if args.model or args.quantized:
+        if args.batch not in (None, 1):
+            parts.append(f"b{args.batch}")
+        if args.resolution is not None:
+            parts.append(f"r{args.resolution}")
+        if args.quant is not None:
+            parts.append(args.quant)
+        if args.w_bits is not None or args.a_bits is not None:
+            parts.append(f"w{args.w_bits or ''}a{args.a_bits or ''}")
+        if args.checkpoint:
+            parts.append(f"ckpt_{Path(args.checkpoint).stem}")
+        if args.quantized:
+            parts.append(f"q_{Path(args.quantized).stem}")
+    if args.set:
+        parts.append(f"set_{run_key({'set': sorted(args.set)})[:8]}")
+    return "-".join(parts)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -264,6 +383,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from archsim.report.compare import COMPARE_FILES, format_markdown, write_compare
 
     _check_workload_args(args)
+    limits = _limits(args)
     if args.out is not None:
         check_output_path(args.out, "--out", [*args.configs, *_inputs(args)], folder=True, owned=COMPARE_FILES)
     plan = variants(args.configs, args.set)
@@ -277,17 +397,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if key not in workloads:
             workloads[key] = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant,
                                             v.config)
-        results.append((v, run_stages(cfg, workloads[key])))
+        results.append((v, run_stages(cfg, workloads[key], limits=limits)))
     model = str(results[0][1].model)
     out = _out_folder(args, f"compare-{model}", COMPARE_FILES)
     table = rows(results)
     try:
-        csv_path, md_path = write_compare(table, model, out)
+        csv_path, md_path = write_compare(table, model, out, results=[(v.label, r) for v, r in results])
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write the table ({exc.strerror or exc})") from None
     if not args.quiet:
         print(format_markdown(table, model), end="")
-        print(f"\nwritten: {csv_path}, {md_path}")
+        print(f"\nwritten: {csv_path}, {md_path}, {out / 'compare.png'}")
     return 0
 
 
@@ -435,22 +555,39 @@ def _inputs(args: argparse.Namespace) -> list[str | None]:
     return [getattr(args, "config", None), args.workload, args.trace, args.checkpoint, args.quantized]
 
 
-def _out_folder(args: argparse.Namespace, default: str, owned: Collection[str]) -> Path:
+def _out_folder(args: argparse.Namespace, default: str, owned: Collection[str], key: str | None = None) -> Path:
     """``--out`` (already checked), else ``reports/<default>`` as one safe name, checked now that it is known: a
-    config ``name:`` or a model name cannot point it outside reports/."""
+    config ``name:`` or a model name cannot point it outside reports/. A default folder holding a run of another
+    command (its summary.json's ``run.key`` differs from ``key``) is refused, never silently replaced."""
     if args.out is not None:
         return Path(args.out).expanduser()
-    return check_output_path(Path("reports") / safe_name(default), "--out", _inputs(args), folder=True, owned=owned)
+    folder = check_output_path(Path("reports") / safe_name(default), "--out", _inputs(args), folder=True, owned=owned)
+    made_by = _recorded_run(folder)
+    if key is not None and made_by is not None and made_by.get("key") != key:
+        raise UsageError(f"{folder} holds the report of another command ({made_by.get('command', 'unknown')}); "
+                         "pass --out DIR to write elsewhere, or delete the folder")
+    return folder
+
+
+def _recorded_run(folder: Path) -> dict[str, str] | None:
+    """The ``run`` record of the report in ``folder`` (None when there is none, or it predates run records)."""
+    try:
+        data = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    run = data.get("run") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in run.items() if k in ("key", "command")} if isinstance(run, dict) else None
 
 
 COMMANDS = {"run": _cmd_run, "compare": _cmd_compare, "sweep": _cmd_sweep, "trace": _cmd_trace,
-            "validate": _cmd_validate, "list": _cmd_list}
+            "plot": _cmd_plot, "validate": _cmd_validate, "list": _cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the report: how to run it again
         if args.command is None:
             parser.print_help()
             return 2

@@ -10,6 +10,15 @@ from typing import Any, Mapping
 
 from archsim.kernel.ledger import Span
 
+#: Why an engine's time went where it went, in report order. busy = computing; dram = blocked on a DRAM transfer it
+#: needs; buffer = blocked on a buffer port or on buffer/FIFO space; producer = waiting for an input not yet produced
+#: (a dependency or an empty FIFO: a pipeline bubble); noc = blocked on a NoC link; idle = nothing to do.
+STALL_REASONS: tuple[str, ...] = ("busy", "dram", "buffer", "producer", "noc", "idle")
+
+
+#: Share of an op's window its DRAM traffic must fill (memory bound / elapsed) for the op to count as DRAM-bound.
+DRAM_BOUND_SHARE = 0.9
+
 
 @dataclass(frozen=True, slots=True)
 class OpRecord:
@@ -39,10 +48,29 @@ class OpRecord:
     mapping: str = ""  # the mapper's choice in one line (archsim.mapping.search.label)
     group_loss_cycles: int = 0  # what the processing groups lose against one group, on the part that sets the time
     group_loss: str = ""  # and why (idle groups, uneven split)
+    busy_cycles: int = 0  # cycles its engine(s) computed for this op (<= cycles)
+    # the stall reasons (STALL_REASONS minus idle) over the op's elapsed window, reason -> cycles
+    stalls: Mapping[str, int] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()  # the ops producing its inputs
 
     @property
     def cycles(self) -> int:
         return self.end_cycle - self.start_cycle
+
+    @property
+    def bottleneck(self) -> str:
+        """What limits the op: ``dram`` when its DRAM traffic alone fills at least :data:`DRAM_BOUND_SHARE` of its
+        window (its engines may then be seen waiting on a buffer port or a stage that the DRAM stream keeps busy:
+        the immediate wait, not the limit), else the reason that took most of its window ("busy": compute-bound);
+        '' when nothing was recorded."""
+        if self.cycles and self.memory_bound_cycles >= DRAM_BOUND_SHARE * self.cycles:
+            return "dram"
+        best, most = "", 0
+        for reason in STALL_REASONS:
+            value = self.stalls.get(reason, 0)
+            if value > most:
+                best, most = reason, value
+        return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +125,12 @@ class Result:
     area_mm2: float | None = None
     area_by_component: Mapping[str, float] = field(default_factory=dict)
     area_source: str = ""
+    # per engine, STALL_REASONS -> cycles over the whole run; the six values sum to latency_cycles
+    stalls: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # step series of (cycle, value), value changes only, first point at cycle 0: "<buffer>.occupancy_bytes", ...
+    counters: Mapping[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
+    # energy by component, then op kind (static under ``static``): the charges both totals above sum
+    energy_pj_by_component_kind: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @property
     def latency_ms(self) -> float:

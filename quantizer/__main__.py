@@ -1,6 +1,6 @@
 """``python -m quantizer``: the same as the ``quantizer`` console script."""
 import sys
 
-from quantizer.cli import main
+from quantizer.entry import main
 
 sys.exit(main())

@@ -14,7 +14,8 @@ import pytest
 from helpers import ROOT
 
 ROOTS = ("archsim", "quantizer")
-CLI_MODULES = frozenset({"archsim.cli", "archsim.__main__", "quantizer.cli", "quantizer.__main__"})
+CLI_MODULES = frozenset({"archsim.cli", "archsim.entry", "archsim.__main__", "quantizer.cli", "quantizer.entry",
+                         "quantizer.__main__"})
 
 
 def _modules() -> dict[str, Path]:

@@ -16,6 +16,7 @@ from archsim.config.schema import Mapping as MappingSpec
 from archsim.config.schema import op_class_names, shown
 from archsim.errors import ArchsimError, ConfigError, UsageError
 from archsim.registry import ENGINE_KINDS, POLICIES
+from archsim.workloads.yaml_format import FAST_LOADER, scan_yaml
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class ArchConfig:
 
 
 #: The C (libyaml) safe loader when PyYAML was built with it; the same documents, about 8x faster.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST_LOADER = FAST_LOADER
 
 #: Largest config (or ``--set`` value) read, in bytes: the shipped configs are under 12 KiB.
 MAX_DOCUMENT_BYTES = 1 << 20
@@ -57,17 +58,6 @@ MAX_DEPTH = 64
 #: Most values (scalars, mappings, lists) a document may hold, each alias counted as the values it repeats, so an
 #: alias bomb (a list of aliases of lists of aliases ...) is refused before anything is built.
 MAX_NODES = 100_000
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_STR_TAG = "tag:yaml.org,2002:str"
-_INT_TAG = "tag:yaml.org,2002:int"
-#: Longest integer literal read (Python refuses to convert ones over 4300 digits; no config key needs 20).
-_MAX_DIGITS = 100
-_RESOLVER = yaml.resolver.Resolver()
-#: First characters an implicitly typed plain scalar (bool, int, float, null, ``<<`` ...) may start with; other plain
-#: scalars are strings without asking the resolver (the common case: a sweep loads a config per point).
-_TYPED_FIRST = frozenset(yaml.resolver.Resolver.yaml_implicit_resolvers)
-_SCALARS = yaml.constructor.SafeConstructor()
 
 
 def _part(p: object) -> str:
@@ -82,123 +72,13 @@ def _key_path(parts: Sequence[object]) -> str:
     return ".".join(keys if len(keys) <= 8 else [*keys[:6], "...", keys[-1]])
 
 
-class _Frame:
-    """A mapping or list open in the event stream: its key in the key path, its size, the keys it has had."""
-
-    __slots__ = ("is_map", "anchor", "values", "levels", "keys", "key", "expect_key", "index")
-
-    def __init__(self, is_map: bool, anchor: str | None) -> None:
-        self.is_map, self.anchor = is_map, anchor
-        self.values, self.levels = 1, 0  # values inside it (aliases expanded) and itself; levels below it
-        self.keys: dict[Any, int] = {}  # key, as the loader constructs it -> its line
-        self.key: object = None
-        self.expect_key, self.index = True, 0
-
-    def path_part(self) -> object:
-        return self.key if self.is_map else self.index
-
-
-def _tag(event: yaml.ScalarEvent) -> str:
-    """The tag the loader gives a scalar."""
-    if event.tag not in (None, "!"):
-        return str(event.tag)
-    if not event.implicit[0] or event.value[:1] not in _TYPED_FIRST:  # quoted, or plain and clearly a string
-        return _STR_TAG
-    return str(_RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit))
-
-
-def _key_identity(event: yaml.ScalarEvent) -> Any:
-    """A scalar key as the loader constructs it (``yes`` and ``true`` are one key); None for a ``<<`` merge."""
-    tag = _tag(event)
-    if tag == _STR_TAG:
-        return event.value
-    if tag == _MERGE_TAG:
-        return None
-    construct = yaml.SafeLoader.yaml_constructors.get(tag)
-    try:
-        return construct(_SCALARS, yaml.ScalarNode(tag, event.value)) if construct else (tag, event.value)
-    except Exception:  # noqa: BLE001 - a key the constructor refuses: the loader words that error itself
-        return (tag, event.value)
-
-
 def _scan(text: str, source: str, error: type[ArchsimError] = ConfigError) -> None:
-    """Walk the document's YAML events (libyaml's parser: no recursion, nothing built) and refuse, naming the key
-    path and the line, what would make loading unbounded or ambiguous: more than MAX_DOCUMENT_BYTES; nesting deeper
-    than MAX_DEPTH (libyaml's composer recurses in C and crashes the process on a deep enough document, PyYAML's
-    raises RecursionError); more than MAX_NODES values with aliases expanded (an alias bomb); a key given twice in
-    one mapping (YAML keeps the last silently); an integer literal too long to convert. Syntax errors are left to
-    the loader, which words them."""
-    if len(text) > MAX_DOCUMENT_BYTES:
-        raise error(f"is {len(text)} characters long; at most {MAX_DOCUMENT_BYTES} (1 MiB) are read", source=source)
-    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels) of what it names
-    stack: list[_Frame] = []
-    top = _Frame(False, None)  # the document: its one item is the root value
-    total = 0
-    event: Any  # a yaml.Event, told apart by exact type below (isinstance chains cost a sweep time)
-
-    def fail(detail: str, line: int, note: str = "") -> ArchsimError:
-        path = [f.path_part() for f in stack if f.path_part() is not None]
-        return error(f"{detail} at line {line + 1}{note}", source=source, key=_key_path(path) or None)
-
-    try:
-        for event in yaml.parse(text, Loader=_FAST_LOADER):
-            cls = type(event)
-            if cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
-                closed = stack.pop()
-                values, levels = closed.values, closed.levels + 1
-                if closed.anchor is not None:
-                    anchors[closed.anchor] = values, levels
-            elif cls is yaml.ScalarEvent or cls is yaml.AliasEvent or cls is yaml.MappingStartEvent or (
-                    cls is yaml.SequenceStartEvent):
-                parent = stack[-1] if stack else top
-                if parent.is_map and parent.expect_key:  # this value is a key of the open mapping
-                    if cls is yaml.ScalarEvent:
-                        parent.key = event.value
-                        line = event.start_mark.line if event.start_mark is not None else 0
-                        plain_str = event.tag is None and (not event.implicit[0] or event.value[:1] not in _TYPED_FIRST)
-                        ident = event.value if plain_str else _key_identity(event)
-                        try:
-                            first = parent.keys.get(ident) if ident is not None else None
-                            if ident is not None and first is None:
-                                parent.keys[ident] = line
-                        except TypeError:  # an unhashable key: the loader refuses it
-                            first = None
-                        if first is not None:
-                            raise fail("duplicate key", line, f" (first at line {first + 1}; YAML keeps only the last)")
-                    else:
-                        parent.key = "?"
-                if cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
-                    total += 1
-                    stack.append(_Frame(cls is yaml.MappingStartEvent, event.anchor))
-                    if len(stack) > MAX_DEPTH:
-                        raise fail(f"nested deeper than {MAX_DEPTH} levels", event.start_mark.line)
-                    continue
-                if cls is yaml.ScalarEvent:
-                    values, levels = 1, 0
-                    if len(event.value) > _MAX_DIGITS and _tag(event) == _INT_TAG:
-                        raise fail(f"an integer of {len(event.value)} characters", event.start_mark.line)
-                    if event.anchor is not None:
-                        anchors[event.anchor] = 1, 0
-                else:  # an alias: as many values and levels as what it names
-                    values, levels = anchors.get(event.anchor or "", (1, 0))
-                    if len(stack) + levels > MAX_DEPTH:
-                        raise fail(f"an alias nests values deeper than {MAX_DEPTH} levels", event.start_mark.line)
-                total += values
-                if total > MAX_NODES:
-                    raise fail(f"the document expands to more than {MAX_NODES} values (aliases counted in full)",
-                               event.start_mark.line)
-            else:
-                continue
-            parent = stack[-1] if stack else top  # a value is complete: count it in, move to the next key or item
-            parent.values += values
-            if levels > parent.levels:
-                parent.levels = levels
-            if parent.is_map:
-                parent.expect_key = not parent.expect_key
-            else:
-                parent.index += 1
-    except yaml.YAMLError:
-        return
+    """Refuse, naming the key path and the line, what would make loading unbounded or ambiguous (more than
+    MAX_DOCUMENT_BYTES, nesting deeper than MAX_DEPTH, more than MAX_NODES values with aliases expanded, a key
+    given twice in one mapping, an integer literal too long to convert): see
+    :func:`archsim.workloads.yaml_format.scan_yaml`, which hand-written workloads share."""
+    scan_yaml(text, source, error, max_bytes=MAX_DOCUMENT_BYTES, max_depth=MAX_DEPTH, max_values=MAX_NODES,
+              key_path=_key_path)
 
 
 def _parse(text: str, source: str) -> Any:
@@ -435,7 +315,12 @@ def _check_semantics(raw: ArchConfigRaw, engines: Mapping[str, EngineBase], sour
     if len(streams) > 1:
         raise ConfigError(f"at most one buffer may hold stream tensors (found: {_names(streams)})", source=source,
                           key="buffers")
-    _check_assign(raw.mapping.assign, engines, source)
+    known = op_class_names()
+    for name, engine in engines.items():  # tables keyed by op class: the engine section comes before mapping
+        for table in type(engine).op_class_tables:
+            for cls in getattr(engine, table):
+                _check_op_class(cls, known, source, f"engines.{_part(name)}.{table}.{_part(cls)}")
+    _check_assign(raw.mapping.assign, engines, source, known)
     if raw.mapping.requant:
         if raw.mapping.assign.get("requant") is None:
             raise ConfigError(
@@ -443,17 +328,23 @@ def _check_semantics(raw: ArchConfigRaw, engines: Mapping[str, EngineBase], sour
             )
 
 
-def _check_assign(assign: Mapping[str, str | tuple[str, ...]], engines: Mapping[str, EngineBase], source: str) -> None:
-    """Every key of ``mapping.assign`` is an op class some op can answer to (a typo would silently never match), and
-    every entry names known engines, each once, sharing the op only when they are MAC engines."""
-    known = op_class_names()
+def _check_op_class(cls: str, known: frozenset[str], source: str, key: str) -> None:
+    """``cls`` (a key of ``mapping.assign`` or of an engine's table by op class) is a class some op can answer to:
+    a typo would silently never match."""
+    if cls not in known:
+        close = difflib.get_close_matches(cls.lower(), sorted(known), n=3)
+        hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "see docs/configuration.md"
+        raise ConfigError(f"unknown op class {shown(cls)}: not an op kind, role class, function or integer form "
+                          f"({hint})", source=source, key=key)
+
+
+def _check_assign(assign: Mapping[str, str | tuple[str, ...]], engines: Mapping[str, EngineBase], source: str,
+                  known: frozenset[str]) -> None:
+    """Every key of ``mapping.assign`` is an op class some op can answer to (``known``), and every entry names known
+    engines, each once, sharing the op only when they are MAC engines."""
     for cls, target in assign.items():
         key = f"mapping.assign.{_part(cls)}"
-        if cls not in known:
-            close = difflib.get_close_matches(cls, sorted(known), n=3)
-            hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "see docs/configuration.md"
-            raise ConfigError(f"unknown op class {shown(cls)}: not an op kind, role class, function or integer form "
-                              f"({hint})", source=source, key=key)
+        _check_op_class(cls, known, source, key)
         names = (target,) if isinstance(target, str) else target
         if not names:
             raise ConfigError("must name at least one engine", source=source, key=key)

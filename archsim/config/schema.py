@@ -179,6 +179,10 @@ class EngineBase(Model):
     """Fields every engine has. An engine kind (``archsim.hardware``) subclasses it with its own keys and registers
     under the ``type`` name configs use."""
 
+    #: Fields that are tables keyed by op class (a non-linear unit's ``ops``, a GPU's ``efficiency``): the loader
+    #: checks every key against :func:`op_class_names`, as it checks ``mapping.assign`` (a typo would never match).
+    op_class_tables: ClassVar[tuple[str, ...]] = ()
+
     type: str
     static_mw: NonNegFloat = 0.0
     area_mm2: AreaFloat | None = None  # a published area; overrides the derived one (docs: Area proxy)

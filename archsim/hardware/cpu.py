@@ -13,9 +13,9 @@ of a model run one after another, as on the cores of a phone.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal, Mapping
+from typing import Annotated, ClassVar, Literal, Mapping
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from archsim.config.schema import Bits, Defaults, EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
 from archsim.hardware.kind import AreaUnits, EngineKind, OpCost, register_engine_kind
@@ -35,6 +35,8 @@ class CpuVectorOp(Model):
 class MobileCpuEngine(EngineBase):
     """A cluster of ``cores`` identical cores, each with ``pipes`` SIMD pipes of ``simd_bits``."""
 
+    op_class_tables: ClassVar[tuple[str, ...]] = ("ops",)
+
     type: Literal["mobile_cpu"] = "mobile_cpu"
     cores: PosInt = 4
     pipes: PosInt = 2  # SIMD pipes per core that issue a dot-product instruction each cycle
@@ -47,7 +49,8 @@ class MobileCpuEngine(EngineBase):
     block_n: PosInt = 64  # output channels whose weights stay in L1 while the inputs stream past
     op_overhead_cycles: NonNegInt = 0  # per MAC op (thread dispatch and join), in core cycles
     instr_pj: NonNegFloat = 0.0  # energy of one dot-product instruction
-    ops: dict[str, CpuVectorOp] = {}  # non-MAC functions by class (softmax, gelu, requant, data_movement, ...)
+    # non-MAC functions by op class (softmax, gelu, requant, data_movement, ...); keys checked by the loader
+    ops: Annotated[dict[str, CpuVectorOp], Field(max_length=256)] = {}
 
     @field_validator("acc_bits")
     @classmethod

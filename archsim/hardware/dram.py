@@ -6,6 +6,7 @@ import math
 from archsim.config.schema import Dram as DramConfig
 from archsim.kernel.kernel import Simulator
 from archsim.kernel.port import Port
+from archsim.kernel.stall import DRAM
 from archsim.kernel.tlm import Command, Payload, Service
 
 
@@ -14,13 +15,14 @@ class Dram:
     share at its bandwidth, plus row-switch overhead when row timing is on; the access latency is a response delay."""
 
     rank = 0
+    stall = DRAM  # what a transaction waiting on its access latency is blocked on
 
     def __init__(self, sim: Simulator, cfg: DramConfig, name: str = "dram") -> None:
         self.sim = sim
         self.cfg = cfg
         self.name = name
         self.channel_names = [f"{name}.ch{i}" for i in range(cfg.channels)]
-        self.channels = [Port(sim.env) for _ in range(cfg.channels)]
+        self.channels = [Port(sim.env, DRAM) for _ in range(cfg.channels)]
         # bytes one channel moves per accelerator cycle
         self.bytes_per_cycle = cfg.bandwidth_gbps * 1e9 / (sim.clock_mhz * 1e6)
         row = cfg.row_buffer

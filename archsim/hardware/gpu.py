@@ -53,13 +53,16 @@ class GpuEngine(EngineBase):
     """A GPU running one kernel per op: ``sms`` streaming multiprocessors with tensor cores (MAC ops) and CUDA cores
     (every other op), a fixed launch overhead per kernel, and the fraction of peak each op class reaches."""
 
+    op_class_tables: ClassVar[tuple[str, ...]] = ("efficiency",)
+
     type: Literal["gpu_roofline"] = "gpu_roofline"
     sms: PosInt = 68
     tensor_ops_per_cycle_per_sm: TensorOps = TensorOps()
     cuda_elements_per_cycle_per_sm: PosFloat = 64.0  # one element per CUDA core per cycle at best
     launch_overhead_cycles: NonNegInt = 3270
-    #: op class -> fraction of peak; the engine runs an op only if one of its classes is listed
-    efficiency: dict[str, Fraction] = dict(DEFAULT_EFFICIENCY)
+    #: op class -> fraction of peak; the engine runs an op only if one of its classes is listed (keys checked by
+    #: the loader)
+    efficiency: Annotated[dict[str, Fraction], Field(max_length=256)] = dict(DEFAULT_EFFICIENCY)
     tensor_pj_per_mac: TensorEnergy = TensorEnergy()
     cuda_pj_per_op: NonNegFloat = 22.9  # one CUDA-core lane operation; an element costs 1 / efficiency of them
 

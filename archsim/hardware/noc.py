@@ -7,13 +7,15 @@ from typing import Sequence
 from archsim.config.schema import Noc as NocConfig
 from archsim.kernel.kernel import Simulator
 from archsim.kernel.port import Port
-from archsim.kernel.tlm import Payload, Service
+from archsim.kernel.stall import NOC
+from archsim.kernel.tlm import Command, Payload, Service
 
 
 class NocLink:
     """A TLM target for one route: the link resource it contends for and the hops it crosses."""
 
     rank = 1
+    stall = NOC  # what a transaction waiting on its hop latency is blocked on
 
     def __init__(self, noc: "Noc", resource: Port, component: str, hops: int) -> None:
         self.noc = noc
@@ -25,7 +27,10 @@ class NocLink:
 
     def serve(self, payload: Payload) -> Service:
         cfg = self.noc.cfg
-        self.noc.sim.ledger.charge(self.name, payload.op, payload.op_kind, payload.nbytes * 8 * self.hops * cfg.pj_per_bit_hop)
+        ledger = self.noc.sim.ledger
+        ledger.charge(self.name, payload.op, payload.op_kind, payload.nbytes * 8 * self.hops * cfg.pj_per_bit_hop)
+        # the bytes the link carried: reads flow toward the engines, writes away from them
+        (ledger.read_bytes if payload.command is Command.READ else ledger.write_bytes)[self.name] += payload.nbytes
         cycles = math.ceil(payload.nbytes / self.bytes_per_cycle)
         return Service(((self.resource, cycles, self.name),), self.latency)
 
@@ -44,7 +49,7 @@ class Noc:
     def _resource(self, key: str) -> Port:
         res = self._links.get(key)
         if res is None:
-            res = self._links[key] = Port(self.sim.env)
+            res = self._links[key] = Port(self.sim.env, NOC)
         return res
 
     def route(self, src: str, dst: str) -> NocLink:

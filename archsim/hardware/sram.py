@@ -6,6 +6,7 @@ import math
 from archsim.config.schema import Buffer as BufferConfig
 from archsim.kernel.kernel import Simulator
 from archsim.kernel.port import Port
+from archsim.kernel.stall import BUFFER
 from archsim.kernel.tlm import Command, Payload, Service
 
 
@@ -13,12 +14,14 @@ class SramBuffer:
     """A TLM target: one port moving ``banks * port_bits`` bits per cycle, read and write energy per bit."""
 
     rank = 2
+    stall = BUFFER  # what a transaction waiting on its access latency is blocked on
+    latency = 1  # cycles of access latency (the response phase)
 
     def __init__(self, sim: Simulator, name: str, cfg: BufferConfig) -> None:
         self.sim = sim
         self.name = name
         self.cfg = cfg
-        self.port = Port(sim.env)
+        self.port = Port(sim.env, BUFFER)
         self.bytes_per_cycle = cfg.bytes_per_cycle  # read once: serve() runs for every transfer
 
     @property
@@ -32,4 +35,4 @@ class SramBuffer:
         ledger.charge(self.name, payload.op, payload.op_kind, pj)
         (ledger.read_bytes if reading else ledger.write_bytes)[self.name] += payload.nbytes
         cycles = math.ceil(payload.nbytes / self.bytes_per_cycle)
-        return Service(((self.port, cycles, self.name),), 1)
+        return Service(((self.port, cycles, self.name),), self.latency)

@@ -3,9 +3,9 @@ priced by the unit's own ``ops`` table; an op whose class is not in the table do
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal, Mapping
+from typing import Annotated, ClassVar, Literal, Mapping
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from archsim.config.schema import Defaults, EngineBase, Model, NonNegFloat, NonNegInt, PosFloat, PosInt
 from archsim.hardware.kind import AreaUnits, EngineKind, OpCost, register_engine_kind
@@ -24,9 +24,11 @@ class NonlinearOp(Model):
 class NonlinearEngine(EngineBase):
     """Vector unit for softmax, layernorm, activations, eltwise, reductions; ``ops`` lists what it supports."""
 
+    op_class_tables: ClassVar[tuple[str, ...]] = ("ops",)
+
     type: Literal["nonlinear"] = "nonlinear"
     lanes: PosInt = 16
-    ops: dict[str, NonlinearOp]
+    ops: Annotated[dict[str, NonlinearOp], Field(max_length=256)]  # op class -> cost; keys checked by the loader
 
     @field_validator("ops")
     @classmethod
@@ -34,8 +36,6 @@ class NonlinearEngine(EngineBase):
         if not v:
             raise ValueError("must list at least one supported op")
         return v
-
-
 
 
 def elementwise_count(op: Op, tensors: Mapping[str, Tensor]) -> int:

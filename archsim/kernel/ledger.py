@@ -42,6 +42,9 @@ class Ledger:
     op_dram_write: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     op_first: dict[str, int] = field(default_factory=dict)
     op_last: dict[str, int] = field(default_factory=dict)
+    # per buffer, its occupancy changes in time order as flat pairs: cycle, +/- bytes, cycle, ... (ints, no tuples:
+    # a run makes tens of thousands)
+    occupancy: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
     def span(self, component: str, start: int, end: int, op: str, category: str, tile: int = 0, nbytes: int = 0) -> None:
         """Record that ``component`` was busy on ``op`` over [start, end)."""
@@ -79,6 +82,14 @@ class Ledger:
         for (comp, _), pj in self.energy.items():
             out[comp] += pj
         return dict(sorted(out.items()))
+
+    def energy_by_component_kind(self) -> dict[str, dict[str, float]]:
+        """Energy by component, then by op kind (static energy under the kind ``static``): the same charges as
+        the two totals above, not summed over either key."""
+        out: dict[str, dict[str, float]] = {}
+        for (comp, kind), pj in sorted(self.energy.items()):
+            out.setdefault(comp, {})[kind] = pj
+        return out
 
     def energy_by_op_kind(self) -> dict[str, float]:
         out: defaultdict[str, float] = defaultdict(float)

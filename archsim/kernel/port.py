@@ -16,15 +16,19 @@ from collections import deque
 import simpy
 from simpy.events import Event
 
+from archsim.kernel.stall import BUFFER
+
 
 class Port:
     """A capacity-one, first-come-first-served resource: ``request()`` returns the event to wait on,
-    ``release(request)`` frees it for the next waiting request."""
+    ``release(request)`` frees it for the next waiting request. ``stall`` is the code (archsim.kernel.stall) of what
+    a transaction waiting on it or streaming through it is blocked on (DRAM, NOC or BUFFER)."""
 
-    __slots__ = ("env", "user", "waiting")
+    __slots__ = ("env", "user", "waiting", "stall")
 
-    def __init__(self, env: simpy.Environment) -> None:
+    def __init__(self, env: simpy.Environment, stall: int = BUFFER) -> None:
         self.env = env
+        self.stall = stall  # the stall code (archsim.kernel.stall) of a request waiting here
         self.user: Event | None = None  # the granted request holding the port
         self.waiting: deque[Event] = deque()
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Generator, NamedTuple, Protocol, Sequence
 
 import simpy
 
+from archsim.kernel.stall import BUFFER, SHIFT
+
 if TYPE_CHECKING:
     from archsim.kernel.kernel import Simulator
 
@@ -74,27 +76,50 @@ def _rank(target: Target) -> int:
     return target.rank
 
 
-def transport(sim: "Simulator", path: Sequence[Target], payload: Payload, category: str) -> Process:
+def transport(sim: "Simulator", path: Sequence[Target], payload: Payload, category: str,
+              marks: list[int] | None = None) -> Process:
     """Carry ``payload`` across ``path`` (a SimPy process body). Returns when the response phase ends."""
-    return transport_ranked(sim, sorted(path, key=_rank), payload, category)
+    ranked = sorted(path, key=_rank)
+    return transport_ranked(sim, ranked, payload, category, marks, response_stall(ranked))
 
 
-def transport_ranked(sim: "Simulator", path: Sequence[Target], payload: Payload, category: str) -> Process:
-    """:func:`transport` over a ``path`` already in rank order (the runner builds its paths so, once per task)."""
+def response_stall(path: Sequence[Target]) -> int:
+    """The stall code of a path's response phase: that of its target with the longest latency (ties: the later in
+    rank order, e.g. the SRAM buffer over a one-hop NoC link). Targets without a ``latency`` count as 0."""
+    most, code = -1, BUFFER
+    for target in path:
+        latency = getattr(target, "latency", 0)
+        if latency >= most:
+            most, code = latency, getattr(target, "stall", BUFFER)
+    return code
+
+
+def transport_ranked(sim: "Simulator", path: Sequence[Target], payload: Payload, category: str,
+                     marks: list[int] | None = None, late: int = BUFFER) -> Process:
+    """:func:`transport` over a ``path`` already in rank order (the runner builds its paths so, once per task).
+
+    With ``marks``, the initiator's stage log (archsim.kernel.stall), it appends ``cycle << SHIFT | code`` when what
+    the transaction is blocked on changes: the ``stall`` of the hop that sets the data phase (its longest hold) from
+    the request on, that of a resource whose request has to queue while it queues, and ``late`` (the path's
+    :func:`response_stall`) in the response phase. It schedules no extra event."""
     env = sim.env
     ledger = sim.ledger
     t_request = int(env.now)
     payload.t_request = t_request
     holds = []
     latency = 0
+    code = late
     for target in path:
         service = target.serve(payload)
         latency += service.latency
         for hold in service.holds:
             if hold[1] > 0:
                 holds.append(hold)
-    if len(holds) == 1:  # one hop holds a resource (the common case): no ordering of releases
+    if len(holds) == 1:  # one hop holds a resource: no ordering of releases
         resource, cycles, component = holds[0]
+        if marks is not None:  # queueing for the resource and streaming through it: the same reason
+            code = resource.stall  # type: ignore[attr-defined]
+            marks.append(t_request << SHIFT | code)
         request = resource.request()
         yield request  # request phase
         start = int(env.now)
@@ -102,15 +127,24 @@ def transport_ranked(sim: "Simulator", path: Sequence[Target], payload: Payload,
         yield env.timeout(cycles)  # data phase
         resource.release(request)
         ledger.span(component, start, start + cycles, payload.op, category, payload.tile, payload.nbytes)
-    else:
+    elif holds:
+        order = sorted(range(len(holds)), key=[hold[1] for hold in holds].__getitem__)  # by cycles, stable
+        waited = False
+        if marks is not None:  # the data phase lasts as long as its longest hold
+            code = holds[order[-1]][0].stall  # type: ignore[attr-defined]
+            marks.append(t_request << SHIFT | code)
         requests = []
         for resource, _, _ in holds:  # request phase: acquire in rank order
             request = resource.request()
             requests.append(request)
+            if marks is not None and resource.user is not request:  # type: ignore[attr-defined]
+                marks.append(int(env.now) << SHIFT | resource.stall)  # type: ignore[attr-defined]  # it queues
+                waited = True
             yield request
         start = int(env.now)
         payload.t_begin = start
-        order = sorted(range(len(holds)), key=[hold[1] for hold in holds].__getitem__)  # by cycles, stable
+        if waited:
+            marks.append(start << SHIFT | code)  # type: ignore[union-attr]
         elapsed = 0
         for i in order:  # data phase: every hop streams concurrently and is released after its own service time
             resource, cycles, component = holds[i]
@@ -119,7 +153,11 @@ def transport_ranked(sim: "Simulator", path: Sequence[Target], payload: Payload,
                 elapsed = cycles
             resource.release(requests[i])
             ledger.span(component, start, start + cycles, payload.op, category, payload.tile, payload.nbytes)
+    else:
+        payload.t_begin = t_request
     if latency:
+        if marks is not None and code != late:
+            marks.append(int(env.now) << SHIFT | late)
         yield env.timeout(latency)  # response phase
     t_end = int(env.now)
     payload.t_end = t_end

@@ -6,7 +6,7 @@ import textwrap
 from typing import Any, Mapping
 
 from archsim.report.markdown import format_bytes, format_number
-from archsim.report.summary import build_summary, safe_ratio
+from archsim.report.summary import build_summary, compute_engines, safe_ratio, top_stalls
 from archsim.result import Result
 
 WIDTH = 100
@@ -14,6 +14,7 @@ MAX_ENGINES = 8
 MAX_NOTES = 3
 TOP_COMPONENTS = 3
 MAX_UNMODELLED_NAMES = 5
+TOP_STALLS = 3
 
 
 def micro_joules(value_pj: float) -> str:
@@ -42,8 +43,21 @@ def _energy_lines(s: Mapping[str, Any]) -> list[str]:
     total = s["energy_pj_total"]
     top = sorted(s["energy_pj_by_component"].items(), key=lambda item: (-item[1], item[0]))[:TOP_COMPONENTS]
     shares = ", ".join(f"{name} {100 * safe_ratio(value, total):.1f}%" for name, value in top)
-    lines = [f"energy     {micro_joules(total)} total, {micro_joules(s['energy_pj_per_inference'])} per inference"]
+    lines = [f"energy     {micro_joules(total)} total, {micro_joules(s['energy_pj_per_inference'])} per image, "
+             f"{format_number(s['energy_pj_per_mac'])} pJ/MAC"]
     return lines + ([f"  top      {shares}"] if shares else [])
+
+
+def _stall_lines(result: Result) -> list[str]:
+    """Where the compute engines' time went besides computing: their top stall reasons (nothing if none)."""
+    engines = compute_engines(result)
+    top = top_stalls(result, engines)[:TOP_STALLS]
+    if not top:
+        return []
+    time = sum(sum(result.stalls.get(name, {}).values()) for name in engines)
+    busy = safe_ratio(sum(result.stalls.get(name, {}).get("busy", 0) for name in engines), time)
+    waits = ", ".join(f"{reason} {100 * fraction:.1f}%" for reason, fraction in top)
+    return [f"stalls     {'+'.join(engines)} busy {100 * busy:.1f}%, waiting on {waits}"]
 
 
 def _area_lines(s: Mapping[str, Any]) -> list[str]:
@@ -103,6 +117,7 @@ def format_summary(result: Result, out_dir: str | os.PathLike[str] | None = None
         f"peak ({100 * safe_ratio(s['achieved_gops'], s['peak_gops']):.1f}%)",
         "engines",
         *_engine_lines(s),
+        *_stall_lines(result),
         f"DRAM       read {format_bytes(s['dram_read_bytes'])}, write {format_bytes(s['dram_write_bytes'])}, "
         f"{format_number(s['dram_bytes_per_cycle'])} B/cycle",
         *_energy_lines(s),

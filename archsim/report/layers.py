@@ -6,9 +6,13 @@ import os
 from pathlib import Path
 
 from archsim.report.summary import atomic_path, format_float
-from archsim.result import OpRecord, Result
+from archsim.result import STALL_REASONS, OpRecord, Result
 
-#: Column order of layers.csv. ``bound`` and ``utilization`` are derived; the rest are OpRecord fields.
+#: The op's stall reasons as columns (idle is an engine's, not an op's): ``stall_<reason>_cycles``.
+STALL_COLUMNS: tuple[str, ...] = tuple(f"stall_{reason}_cycles" for reason in STALL_REASONS[1:-1])
+
+#: Column order of layers.csv. ``bound`` and ``utilization`` are derived; the rest are OpRecord fields (the stall
+#: columns from ``OpRecord.stalls``: with ``busy_cycles`` they add up to ``cycles``).
 LAYER_COLUMNS: tuple[str, ...] = (
     "op",
     "kind",
@@ -32,6 +36,9 @@ LAYER_COLUMNS: tuple[str, ...] = (
     "mapping",
     "group_loss_cycles",
     "group_loss",
+    "busy_cycles",
+    *STALL_COLUMNS,
+    "bottleneck",
 )
 
 
@@ -79,6 +86,9 @@ def layer_row(result: Result, record: OpRecord) -> list[str | int]:
         record.mapping,
         record.group_loss_cycles,
         record.group_loss,
+        record.busy_cycles,
+        *(record.stalls.get(reason, 0) for reason in STALL_REASONS[1:-1]),
+        record.bottleneck,
     ]
 
 

@@ -11,8 +11,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from archsim.report.energy_plot import energy_unit
 from archsim.report.layers import op_bound
-from archsim.report.summary import build_summary, safe_ratio, write_text_atomic
-from archsim.result import Result
+from archsim.report.summary import build_summary, compute_engines, safe_ratio, top_stalls, write_text_atomic
+from archsim.result import STALL_REASONS, Result
 
 TOP_OPS = 10
 
@@ -130,22 +130,50 @@ def _components(s: Mapping[str, Any]) -> list[str]:
 
 
 def _top_ops(result: Result) -> list[str]:
-    """The ops that took longest; they overlap when fused or pipelined, so shares need not add up."""
+    """The ops their engines computed longest for (busy cycles), with the elapsed time beside: an op that mostly
+    waited inside a slow fusion group is long but not costly. Elapsed times overlap when fused or pipelined."""
     timed = [r for r in result.ops if r.status == "simulated" and r.cycles > 0]
-    ranked = sorted(enumerate(timed), key=lambda pair: (-pair[1].cycles, pair[0]))[:TOP_OPS]
+    ranked = sorted(enumerate(timed), key=lambda pair: (-pair[1].busy_cycles, -pair[1].cycles, pair[0]))[:TOP_OPS]
     unit = energy_unit(max((r.energy_pj for _, r in ranked), default=0.0))
     rows = [
-        (rank, r.op, r.kind, r.engine, f"{r.cycles:,}", percent(safe_ratio(r.cycles, result.latency_cycles)),
-         f"{r.macs:,}", f"{r.dram_read_bytes + r.dram_write_bytes:,}", unit.format(r.energy_pj),
-         op_bound(r) or "-")
+        (rank, r.op, r.kind, r.engine, f"{r.busy_cycles:,}", f"{r.cycles:,}",
+         percent(safe_ratio(r.cycles, result.latency_cycles)), f"{r.macs:,}",
+         f"{r.dram_read_bytes + r.dram_write_bytes:,}", unit.format(r.energy_pj), op_bound(r) or "-",
+         r.bottleneck or "-")
         for rank, (_, r) in enumerate(ranked, start=1)
     ]
-    header = ("#", "op", "kind", "engine", "cycles", "% of latency", "MACs", "DRAM bytes", "energy", "bound")
-    lines = [f"## Top {TOP_OPS} ops by cycles", ""]
+    header = ("#", "op", "kind", "engine", "busy cycles", "elapsed cycles", "elapsed % of latency", "MACs",
+              "DRAM bytes", "energy", "bound", "bottleneck")
+    lines = [f"## Top {TOP_OPS} ops by busy cycles", ""]
     if not rows:
         return lines + ["No simulated op took any cycles."]
-    note = "Ops in a fusion group or pipeline overlap in time, so the shares need not add up to 100%."
-    return lines + [*table(header, rows, "rlllrrrrrl"), "", note]
+    note = ("*busy*: cycles its engines computed for the op; *elapsed*: its first to last activity, waits included. "
+            "Ops in a fusion group or pipeline overlap in time, so the elapsed shares need not add up to 100%.")
+    return lines + [*table(header, rows, "rlllrrrrrrll"), "", note]
+
+
+def _bottlenecks(result: Result) -> list[str]:
+    """Why the engines waited (stall attribution, docs/insight.md): the run's top reasons for the compute engines,
+    every engine's split of the run, and each layer's bottleneck (the reason that took most of its elapsed time)."""
+    lines = ["## Bottlenecks", ""]
+    if not result.stalls:
+        return lines + ["This run recorded no stall attribution."]
+    engines = compute_engines(result) or list(result.stalls)
+    top = top_stalls(result, engines)
+    waits = ", ".join(f"**{reason}** {percent(fraction)}" for reason, fraction in top[:3]) or "nothing"
+    lines += [f"Top stall reasons of the compute engines ({', '.join(engines)}): {waits} of their time.", "",
+              "*busy*: computing; *dram*: blocked on a DRAM transfer it needs; *buffer*: on a buffer port, buffer "
+              "or FIFO space (back-pressure); *producer*: an input not yet produced (a pipeline bubble); *noc*: on "
+              "a NoC link; *idle*: nothing to do. Each engine's figures add up to the latency.", ""]
+    rows = [(name, *(percent(safe_ratio(stalls.get(reason, 0), result.latency_cycles)) for reason in STALL_REASONS))
+            for name, stalls in result.stalls.items()]
+    lines += [*table(("engine", *STALL_REASONS), rows, "l" + "r" * len(STALL_REASONS)), ""]
+    timed = [r for r in result.ops if r.status == "simulated" and r.cycles > 0 and r.stalls]
+    rows = [(r.op, r.kind, r.engine, f"{r.cycles:,}", f"{r.busy_cycles:,}", r.bottleneck or "-",
+             percent(safe_ratio(r.stalls.get(r.bottleneck, 0), r.cycles)) if r.bottleneck else "-") for r in timed]
+    header = ("layer", "kind", "engine", "elapsed cycles", "busy cycles", "bottleneck", "of its time")
+    return lines + ["Each layer's bottleneck: the reason that took most of its elapsed time (*busy*: compute-bound).",
+                    "", *table(header, rows, "lllrrlr")]
 
 
 def _mapping(result: Result) -> list[str]:
@@ -228,15 +256,18 @@ def _files(files: Mapping[str, str]) -> list[str]:
 # ---- report ------------------------------------------------------------------------------------------------------
 
 
-def render_report_md(result: Result, files: Mapping[str, str]) -> str:
-    """The report.md text; ``files`` maps output kinds (timeline, energy, trace, layers, summary) to link targets."""
+def render_report_md(result: Result, files: Mapping[str, str], run: Mapping[str, Any] | None = None) -> str:
+    """The report.md text; ``files`` maps output kinds (timeline, energy, trace, layers, summary) to link targets;
+    ``run`` (see :func:`archsim.provenance.record`) adds how to make the run again."""
     s = build_summary(result)
     sections = [
         [f"# {result.model} on {result.config}", "",
          f"Batch {result.batch} at {result.clock_mhz:g} MHz. Generated by archsim."],
+        _reproduce(run),
         _headline(s),
         _engines(s),
         _components(s),
+        _bottlenecks(result),
         _top_ops(result),
         _energy(s),
         _unmodelled(result),
@@ -247,6 +278,19 @@ def render_report_md(result: Result, files: Mapping[str, str]) -> str:
     return "\n\n".join("\n".join(section).rstrip("\n") for section in sections) + "\n"
 
 
-def write_report_md(result: Result, path: str | os.PathLike[str], files: Mapping[str, str]) -> Path:
+def write_report_md(result: Result, path: str | os.PathLike[str], files: Mapping[str, str],
+                    run: Mapping[str, Any] | None = None) -> Path:
     """Write report.md atomically; link targets in ``files`` should be relative to ``path``'s folder."""
-    return write_text_atomic(path, render_report_md(result, files))
+    return write_text_atomic(path, render_report_md(result, files, run))
+
+
+def _reproduce(run: Mapping[str, Any] | None) -> list[str]:
+    """How the run was made: the command, the config file and each ``--set`` override (the resolved config is in
+    summary.json under ``run.config``)."""
+    if run is None:
+        return []
+    lines = ["## How to make this run again", "", "```bash", str(run.get("command", "")), "```", ""]
+    lines.append(f"Config file `{run.get('config_file', '')}`"
+                 + (", overrides: " + ", ".join(f"`{o}`" for o in run.get("overrides", ())) if run.get("overrides")
+                    else ", no overrides") + "; the resolved config is in summary.json (`run.config`).")
+    return lines

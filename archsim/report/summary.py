@@ -16,9 +16,9 @@ import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
-from archsim.result import Result
+from archsim.result import STALL_REASONS, Result
 
 #: Bumped when a key of summary.json changes meaning or disappears (adding keys does not bump it).
 SUMMARY_SCHEMA_VERSION = 1
@@ -111,6 +111,26 @@ def count_by_status(result: Result) -> dict[str, int]:
     return counts
 
 
+def compute_engines(result: Result) -> list[str]:
+    """The engines of the design's peak (MAC engines, adder trees left out): whose waiting matters most."""
+    return [name for name, e in result.engines.items() if e.peak_macs_per_cycle and not e.adder_tree]
+
+
+def top_stalls(result: Result, engines: Sequence[str] | None = None) -> list[tuple[str, float]]:
+    """The stall reasons of ``engines`` (default: the compute engines) summed over them, as fractions of their
+    combined time, largest first; busy and idle left out, reasons that took no cycle dropped."""
+    names = compute_engines(result) if engines is None else list(engines)
+    total = sum(sum(result.stalls.get(name, {}).values()) for name in names)
+    shares = [(reason, safe_ratio(sum(result.stalls.get(name, {}).get(reason, 0) for name in names), total))
+              for reason in STALL_REASONS if reason not in ("busy", "idle")]
+    return sorted(((r, f) for r, f in shares if f > 0), key=lambda item: (-item[1], STALL_REASONS.index(item[0])))
+
+
+def pj_per_mac(result: Result) -> float:
+    """Energy of the run (static included) per MAC; 0 for a run without MACs."""
+    return safe_ratio(result.energy_pj_total, result.total_macs)
+
+
 # ---- summary.json ------------------------------------------------------------------------------------------------
 
 
@@ -153,6 +173,9 @@ def _components(result: Result) -> dict[str, dict[str, Any]]:
             "busy_fraction": safe_ratio(stat.busy_cycles, result.latency_cycles),
             "read_bytes": stat.read_bytes,
             "write_bytes": stat.write_bytes,
+            # achieved bandwidth: bytes moved per cycle it was busy (and over the whole run)
+            "bytes_per_busy_cycle": safe_ratio(stat.read_bytes + stat.write_bytes, stat.busy_cycles),
+            "bytes_per_cycle": safe_ratio(stat.read_bytes + stat.write_bytes, result.latency_cycles),
         }
         for name, stat in result.components.items()
     }
@@ -182,6 +205,7 @@ def build_summary(result: Result, host: Mapping[str, Any] | None = None) -> dict
         ),
         "energy_pj_total": energy_total,
         "energy_pj_per_inference": safe_ratio(energy_total, result.batch),
+        "energy_pj_per_mac": pj_per_mac(result),
         "energy_pj_by_component": dict(result.energy_pj_by_component),
         "energy_pj_by_op_kind": dict(result.energy_pj_by_op_kind),
         "area_mm2": result.area_mm2,
@@ -189,6 +213,11 @@ def build_summary(result: Result, host: Mapping[str, Any] | None = None) -> dict
         "area_source": result.area_source,
         "engines": _engines(result),
         "components": _components(result),
+        # per engine, STALL_REASONS -> cycles; each engine's figures sum to latency_cycles (docs/insight.md)
+        "stall_cycles_by_reason": {name: {reason: int(result.stalls.get(name, {}).get(reason, 0))
+                                          for reason in STALL_REASONS} for name in result.engines},
+        # the compute engines' waiting, largest first: reason and fraction of their combined time
+        "top_stall_reasons": [{"reason": reason, "fraction": fraction} for reason, fraction in top_stalls(result)],
         "unmodelled_ops": len(result.unmodelled_ops),
         "unmodelled": [record.op for record in result.unmodelled_ops],
         "ops": count_by_status(result),
@@ -207,6 +236,11 @@ def dumps_summary(summary: Mapping[str, Any]) -> str:
     return json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def write_summary(result: Result, path: str | os.PathLike[str], host: Mapping[str, Any] | None = None) -> Path:
-    """Write summary.json atomically; with ``host=None`` the bytes depend only on the result."""
-    return write_text_atomic(path, dumps_summary(build_summary(result, host)))
+def write_summary(result: Result, path: str | os.PathLike[str], host: Mapping[str, Any] | None = None,
+                  run: Mapping[str, Any] | None = None) -> Path:
+    """Write summary.json atomically; with ``host=None`` the bytes depend only on the result (and ``run``: how the
+    run was made, see :func:`archsim.provenance.record`)."""
+    summary = build_summary(result, host)
+    if run is not None:
+        summary["run"] = json_safe(run)
+    return write_text_atomic(path, dumps_summary(summary))

@@ -11,15 +11,18 @@ from archsim.mapping.search import label
 from archsim.mapping.taskgraph import TaskGraph
 from archsim.result import ComponentStat, EngineStat, OpRecord, Result
 from archsim.run.runner import Runner
+from archsim.run.stalls import attribute, occupancy_series
 from archsim.workloads.ir import Workload
 
 
 def assemble(cfg: ArchConfig, w: Workload, graph: TaskGraph, sim: Simulator, runner: Runner) -> Result:
     """Turn the ledger of a finished run into a Result: per-op records in trace order, per-engine and per-component
-    statistics, energy with static power charged over the run."""
+    statistics, energy with static power charged over the run, stall attribution and buffer occupancy."""
     ledger = sim.ledger
     latency = max(ledger.op_last.values(), default=0)
     _charge_static(cfg, sim, runner, latency)
+    windows = {name: (first, ledger.op_last.get(name, first)) for name, first in ledger.op_first.items()}
+    stalls, op_stalls, op_busy = attribute(graph, runner.logs, ledger.spans, cfg.engines, windows, latency)
     dram_bpc = runner.dram.total_bytes_per_cycle
     by_name = {t.name: t for t in graph.tasks}
     skipped = {s.op.name: s for s in graph.skipped}
@@ -44,6 +47,8 @@ def assemble(cfg: ArchConfig, w: Workload, graph: TaskGraph, sim: Simulator, run
             compute_bound_cycles=math.ceil(t.cost.macs / peak) if peak else 0,
             memory_bound_cycles=math.ceil((rd + wr) / dram_bpc),
             mapping=label(t), group_loss_cycles=t.slowest.group_loss, group_loss=t.slowest.group_loss_why,
+            busy_cycles=op_busy.get(name, 0), stalls=op_stalls.get(name, {}),
+            inputs=tuple(d for d in t.deps if d in by_name),
         ))
         rq = t.requant
         if rq is not None:
@@ -51,7 +56,8 @@ def assemble(cfg: ArchConfig, w: Workload, graph: TaskGraph, sim: Simulator, run
                 op=rq.name, kind="requant", engine=rq.engine, start_cycle=ledger.op_first.get(rq.name, end),
                 end_cycle=ledger.op_last.get(rq.name, end), macs=0, elements=rq.elements, dram_read_bytes=0,
                 dram_write_bytes=0, energy_pj=ledger.energy_by_op.get(rq.name, 0.0), tiles=t.tiles, group=t.group,
-                scope=t.op.scope,
+                scope=t.op.scope, busy_cycles=op_busy.get(rq.name, 0), stalls=op_stalls.get(rq.name, {}),
+                inputs=(name,),
             ))
     engines: dict[str, EngineStat] = {}
     for name, ecfg in cfg.engines.items():
@@ -77,10 +83,12 @@ def assemble(cfg: ArchConfig, w: Workload, graph: TaskGraph, sim: Simulator, run
         model=str(meta.get("model", w.name)), config=cfg.name, clock_mhz=cfg.clock_mhz,
         batch=int(meta.get("batch", 1)), latency_cycles=latency, ops=tuple(records), engines=engines,
         components=components, energy_pj_by_component=ledger.energy_by_component(),
-        energy_pj_by_op_kind=ledger.energy_by_op_kind(), spans=ledger.frozen_spans(),
+        energy_pj_by_op_kind=ledger.energy_by_op_kind(), energy_pj_by_component_kind=ledger.energy_by_component_kind(),
+        spans=ledger.frozen_spans(),
         dram_read_bytes=sum(ledger.op_dram_read.values()), dram_write_bytes=sum(ledger.op_dram_write.values()),
         events=_events(sim), workload_meta=meta, notes=tuple(notes),
         area_mm2=area.total_mm2, area_by_component=area.by_component, area_source=area.source,
+        stalls=stalls, counters=occupancy_series(ledger.occupancy, cfg.buffers),
     )
 
 

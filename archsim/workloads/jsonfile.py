@@ -1,7 +1,8 @@
 """Reading a JSON file that a user (or a damaged disk) wrote, with bounds, so bad bytes are one-line errors.
 
 :func:`read_json` refuses a file larger than :data:`MAX_BYTES` (before reading it whole), bytes that are not UTF-8,
-``NaN``/``Infinity``, numbers with absurdly many digits or that overflow a float, and nesting deeper than
+``NaN``/``Infinity``, numbers with absurdly many digits or that overflow a float, a key given twice in one object
+(the standard parser keeps the last), and nesting deeper than
 :data:`MAX_DEPTH`; the standard parser alone would crash with a RecursionError, a ValueError from the integer
 digit limit, or accept non-finite numbers. Every refusal is a :class:`WorkloadError` naming the file.
 """
@@ -52,6 +53,18 @@ def _parse_constant(text: str) -> NoReturn:
     _refuse(f"{text} is not a valid number (numbers must be finite)")
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (the standard parser keeps the last silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                _refuse(f"key {key[:40]!r} is given twice in one object")
+            seen.add(key)
+    return obj
+
+
 def check_tree(value: Any, source: str) -> None:
     """Refuse a parsed value nested deeper than :data:`MAX_DEPTH` or with more than :data:`MAX_CONTAINERS` lists
     and dicts (YAML aliases can make a small file a huge tree). Iterative, so depth cannot exhaust the stack."""
@@ -93,7 +106,8 @@ def read_json(path: str | Path) -> Any:
     source = str(path)
     text = read_text(path)
     try:
-        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant,
+                           object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise WorkloadError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", source=source) from None
     except _Refused as exc:

@@ -295,3 +295,58 @@ def test_validate_refuses_an_infinite_clock(tmp_path: Path, capsys: pytest.Captu
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert err == f"archsim: error: {path}: clock_mhz: must be a finite number, got inf\n"
+
+
+# ---- op-class tables of the engine kinds ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config, override, key, hint", [
+    (GENERIC, "engines.vec.ops.GELU={cycles_per_element: 2}", "engines.vec.ops.GELU", "did you mean 'gelu'"),
+    (GENERIC, "engines.vec.ops.softmx={}", "engines.vec.ops.softmx", "did you mean 'softmax'"),
+    (GPU, "engines.gpu.efficiency.convv=0.5", "engines.gpu.efficiency.convv", "did you mean 'conv'"),
+    (ROOT / "arch_configs" / "packqvit_mobile.yaml", "engines.cpu.ops.sofmax={}", "engines.cpu.ops.sofmax",
+     "did you mean 'softmax'"),
+])
+def test_op_class_tables_of_engines_are_checked(config: Path, override: str, key: str, hint: str) -> None:
+    """A non-linear unit's ``ops``, a mobile CPU's ``ops`` and a GPU's ``efficiency`` are keyed by op class, as
+    ``mapping.assign`` is: a key no op answers to (a typo, a capital letter) would never be used, so it is refused."""
+    message = _error(config, (override,))
+    assert message.startswith(f"{config}: {key}: unknown op class ") and hint in message, message
+
+
+# ---- docs/configuration.md ---------------------------------------------------------------------------------------
+
+def _keys(model: object, seen: set[object]) -> set[str]:
+    """Every key name of a config model and of the models under it (through dicts, optionals, unions)."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    names: set[str] = set()
+    stack = [model]
+    while stack:
+        tp = stack.pop()
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp in seen:
+                continue
+            seen.add(tp)
+            for name, field in tp.model_fields.items():
+                names.add(name)
+                stack.append(field.annotation)
+        else:
+            stack.extend(get_args(tp))
+    return names
+
+
+def test_every_key_is_in_the_docs() -> None:
+    """docs/configuration.md names every key of the schema and of every built-in engine kind (with its range:
+    the tables there give one per key or per kind of key)."""
+    from archsim.config.schema import ArchConfigRaw, QuantSection
+
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    seen: set[object] = set()
+    keys = _keys(ArchConfigRaw, seen) | _keys(QuantSection, seen)
+    for entry in ENGINE_KINDS.entries():
+        if entry.origin == "archsim":
+            keys |= _keys(entry.value.config_model, seen)
+    missing = sorted(k for k in keys if not re.search(rf"`[\w.<>*]*\b{re.escape(k)}\b[\w.<>*]*`", docs))
+    assert not missing, missing

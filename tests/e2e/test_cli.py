@@ -46,8 +46,9 @@ def test_two_runs_are_byte_identical(tmp_path: Path, capsys) -> None:
         assert _run_cli(["run", str(TRIO), "--workload", str(MLP_YAML), "--out", str(out), "--quiet"], capsys)[0] == 0
         outs.append(out)
     summaries = [json.loads((o / "summary.json").read_text()) for o in outs]
-    for s in summaries:
+    for s, out in zip(summaries, outs):
         s.pop("host", None)
+        assert f"--out {out}" in s["run"].pop("command")  # the one difference: each run records its own command
     assert summaries[0] == summaries[1]
     assert (outs[0] / "layers.csv").read_bytes() == (outs[1] / "layers.csv").read_bytes()
     assert (outs[0] / "trace.json").read_bytes() == (outs[1] / "trace.json").read_bytes()
@@ -103,7 +104,7 @@ BAD = [
      "which cannot run it"),
     (lambda t: ["run", str(GENERIC), "--model", "resnet9000"], "unknown model 'resnet9000'"),
     (lambda t: ["run", str(GENERIC)], "give exactly one of --model, --workload or --trace"),
-    (lambda t: ["run", str(GENERIC), "--workload", str(MLP_YAML), "--batch", "0"], "--batch must be a positive"),
+    (lambda t: ["run", str(GENERIC), "--model", "deit_tiny", "--batch", "0"], "--batch must be a positive"),
     (lambda t: ["run", str(GENERIC), "--workload", str(MLP_YAML), "--set", "nokey"], "expected KEY=VALUE"),
     (lambda t: ["run", str(GENERIC), "--workload", str(MLP_YAML), "--bogus"], "unrecognized arguments: --bogus"),
     (lambda t: ["run", str(GENERIC), "--trace", str(_bad_config(t, "{not json"))], "invalid JSON"),

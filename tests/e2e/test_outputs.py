@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import archsim.report
+import archsim.report.layers
 from archsim.cli import main
 from archsim.outputs import safe_name
 from archsim.report import OUTPUT_FILES
@@ -48,7 +49,7 @@ def test_an_interrupted_report_leaves_the_previous_folder_as_it_was(tmp_path: Pa
         Path(path).write_text("op,kind\nhalf")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(archsim.report, "write_layers_csv", half_then_ctrl_c)  # after summary.json, before the rest
+    monkeypatch.setattr(archsim.report.layers, "write_layers_csv", half_then_ctrl_c)  # after summary.json
     code, _, err = _cli([*RUN, "--out", str(out)], capsys)
     assert code == 130 and err == "archsim: interrupted\n"
     assert _snapshot(out) == before
@@ -154,7 +155,7 @@ def test_a_config_name_cannot_send_the_default_folder_out_of_reports(tmp_path: P
     code, out, err = _cli([*RUN, "--set", "name=../../x"], capsys)
     assert code == 0, err
     (folder,) = (work / "reports").iterdir()
-    assert folder.name == safe_name("../../x-deit_small_mlp_block")
+    assert folder.name.startswith(safe_name("../../x-deit_small_mlp_block") + "-set_")
     assert sorted(os.listdir(folder)) == sorted(OUTPUT_FILES.values())
     assert sorted(os.listdir(tmp_path)) == ["a"] and os.listdir(tmp_path / "a") == ["b"]
 

@@ -14,14 +14,14 @@ LINKS = {"timeline": "timeline.png", "energy": "energy.png", "trace": "trace.jso
 
 def test_report_sections_and_numbers(result: Result) -> None:
     text = render_report_md(result, LINKS)
-    for heading in ("## Headline", "## Engines", "## Components", "## Top 10 ops by cycles", "## Energy",
+    for heading in ("## Headline", "## Engines", "## Components", "## Top 10 ops by busy cycles", "## Energy",
                     "## Unmodelled ops", "## Notes", "## Files"):
         assert heading in text
     assert "1,000 cycles = 0.002 ms" in text
     assert "| total MACs | 43,800 |" in text
     assert "43.8 of 96 peak" in text  # GOPS achieved vs peak
     assert "- random weights and synthetic inputs" in text
-    top = text.split("## Top 10 ops by cycles")[1].split("##")[0]
+    top = text.split("## Top 10 ops by busy cycles")[1].split("##")[0]
     assert top.index("patch_embed") < top.index("blocks.0.proj")  # 200 cycles before 150
 
 

@@ -117,5 +117,6 @@ def test_compare_tables_are_written_whole_or_not_at_all(result: Result, tmp_path
     assert _snapshot(out) == before and os.listdir(tmp_path) == ["cmp"]
     monkeypatch.undo()
     assert write_compare(table, "tiny_vit", out) == (out / "compare.csv", out / "compare.md")
-    assert sorted(os.listdir(out)) == sorted(COMPARE_FILES) and os.listdir(tmp_path) == ["cmp"]
+    assert sorted(os.listdir(out)) == ["compare.csv", "compare.md"]  # given no results, write_compare draws no chart
+    assert os.listdir(tmp_path) == ["cmp"]
     assert (out / "compare.md").read_text().startswith("# archsim compare: tiny_vit")

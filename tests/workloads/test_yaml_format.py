@@ -74,9 +74,9 @@ def test_a_bad_op_names_the_file_and_the_op(tmp_path: Path, body: str, needles: 
         ("name: t\ninputs: {x: [1, 0]}\nops:\n  - {name: a, kind: activation, in: [x], out: [1, 4]}\n",
          "tensors[0] (x).shape"),
         ("name: t\ninputs: {x: [1, 4]}\nops:\n  - {name: a, kind: activation, in: [x], out: [1, 4], z: "
-         + "[" * 600 + "]" * 600 + "}\n", "nested more than 64 levels"),  # past the parser's stack
+         + "[" * 600 + "]" * 600 + "}\n", "ops.0.z.0.0.0.....0: nested deeper than 64 levels at line 4"),
         ("name: t\ninputs: {x: [1, 4]}\nops:\n  - {name: a, kind: activation, in: [x], out: [1, 4], z: "
-         + "[" * 100 + "]" * 100 + "}\n", "nested more than 64 levels"),
+         + "[" * 100 + "]" * 100 + "}\n", "nested deeper than 64 levels"),  # refused before it is parsed
         ("[unclosed", "YAML syntax error"),
         ("just a string", "input should be a valid dictionary"),
     ],
