@@ -55,6 +55,7 @@ def main() -> None:
         print(f"first report: {out.name}/ with {len(before)} files: {', '.join(before)}")
         print(f"{'try':>3} {'delay ms':>8} {'exit':>4}  {'stderr':<24} {'folder as before':<17} {'left beside':<11}")
         intact = interrupted = 0
+        tracebacks: list[str] = []
         for i in range(args.tries):
             delay = 0.05 * i
             proc = subprocess.Popen(command(out, 6.4 + i), stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -73,12 +74,16 @@ def main() -> None:
                 before = now
                 continue
             interrupted += 1
+            if "Traceback" in err:
+                tracebacks.append(err)
             same = now == before
             intact += same and not leftovers
             print(f"{i:>3} {delay * 1e3:>8.0f} {proc.returncode:>4}  {err.strip()[:24]:<24} "
                   f"{'yes' if same else 'NO':<17} {', '.join(leftovers) or 'nothing':<11}")
         print(f"\n{interrupted} runs interrupted while writing their report; the previous folder intact and nothing "
-              f"left beside it after {intact} of them")
+              f"left beside it after {intact} of them; {len(tracebacks)} tracebacks")
+        for text in tracebacks:
+            print("\n" + text)
 
 
 if __name__ == "__main__":

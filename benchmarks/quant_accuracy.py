@@ -5,32 +5,84 @@ families the methods target on the digits data set that scikit-learn ships (1,79
 upsampled to 32x32 RGB): a small DeiT (timm VisionTransformer) and a small EfficientViT-B-style model (timm
 EfficientVit). It caches the trained weights, then prints the float accuracy next to each method at W8A8, W4A8,
 W4A4 and mixed precision, on a held-out test split (PackQViT's rows include its quantization-aware training: 300
-steps on the calibration images, a few minutes). This is the project's honest accuracy check; ImageNet figures need
-real data (`quantizer eval MODEL --data DIR`).
+steps on the calibration images, about 4 minutes each). This is the project's honest accuracy check; ImageNet
+figures need real data (`quantizer eval MODEL --data DIR`).
 
     pip install -e ".[bench]"
-    python benchmarks/quant_accuracy.py            # trains once (a few minutes, one thread), then evaluates
+    python benchmarks/quant_accuracy.py            # trains once (one thread), then evaluates: about 20 minutes
     python benchmarks/quant_accuracy.py --quick    # a fast smoke run: few epochs, small calibration
+    python benchmarks/quant_accuracy.py --model tiny_deit --rows "FQ-ViT W8A8"   # float + the rows matching
+
+The figures are the same bit for bit on every x86-64 CPU: the script pins every kernel choice that depends on the
+CPU before torch loads (``PINNED_ENV``, ``pin_torch``) and prints a digest of each trained model's weights.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import os
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+import sys
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-SIDE = 32  # digits are upsampled from 8x8 to 32x32
 #: Torch threads for training and evaluation. Parallel float reductions round differently with the thread count, so
 #: the trained weights (and the table) would change with the machine's cores; one thread makes them independent of it.
 THREADS = 1
+#: Environment read when torch and its libraries load. Each knob picks kernels by the CPU's vector instructions, and
+#: kernels of different widths sum in a different order or fuse multiply-adds, so the trained weights (and the table)
+#: changed with the CPU (docs/quantization.md). Pinned to code paths every x86-64 CPU runs the same way:
+#: ATen's kernels built for the x86-64 baseline instead of its AVX2 or AVX-512 builds; MKL's BLAS on its SSE2 branch
+#: without approximate reciprocals (Conditional Numerical Reproducibility, the branch meant to agree across Intel and
+#: compatible CPUs); glibc's libm without its FMA variants (built from the same source with fused multiply-adds, so
+#: they may round differently); one thread. oneDNN and NNPACK, which pick kernels by CPU with no such switch, are
+#: turned off in ``pin_torch``.
+PINNED_ENV = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "MKL_CBWR": "COMPATIBLE",
+    "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA",
+    "OMP_NUM_THREADS": str(THREADS),
+    "MKL_NUM_THREADS": str(THREADS),
+}
+
+
+def _pinned(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` with ``PINNED_ENV`` applied (glibc's tunables are appended to any the user set)."""
+    env = {**environ, **PINNED_ENV}
+    user = environ.get("GLIBC_TUNABLES", "")
+    if user and PINNED_ENV["GLIBC_TUNABLES"] not in user.split(":"):
+        env["GLIBC_TUNABLES"] = f"{user}:{PINNED_ENV['GLIBC_TUNABLES']}"
+    elif user:
+        env["GLIBC_TUNABLES"] = user  # pinned already (by the restart below)
+    return env
+
+
+if __name__ == "__main__" and _pinned(dict(os.environ)) != dict(os.environ):
+    # The dynamic loader reads GLIBC_TUNABLES at process start, so the pins need a fresh process: restart this
+    # script with them before anything loads torch.
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], _pinned(dict(os.environ)))
+
+import argparse  # noqa: E402  (after the re-exec above)
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+SIDE = 32  # digits are upsampled from 8x8 to 32x32
+
+
+def pin_torch() -> str:
+    """Set the torch flags that complete ``PINNED_ENV``; returns a one-line description of the kernels in use."""
+    torch.set_num_threads(THREADS)
+    torch.backends.mkldnn.enabled = False  # oneDNN convolutions pick AVX2 / AVX-512 kernels by CPU
+    torch.backends.nnpack.set_flags(False)  # NNPACK (inference convolutions) picks AVX2 kernels by CPU
+    torch.use_deterministic_algorithms(True)
+    env = {key: os.environ.get(key, "(unset)") for key in PINNED_ENV}
+    return (f"kernels: ATen {torch.backends.cpu.get_cpu_capability()}, MKL_CBWR={env['MKL_CBWR']}, "
+            f"GLIBC_TUNABLES={env['GLIBC_TUNABLES']}, oneDNN and NNPACK off, {torch.get_num_threads()} thread, "
+            f"torch {torch.__version__}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +165,8 @@ def cache_dir() -> Path:
 
 def _key(spec: TinyModel, epochs: int, seed: int) -> str:
     text = json.dumps({"name": spec.name, "epochs": epochs, "lr": spec.lr, "seed": seed, "torch": torch.__version__,
-                       "threads": THREADS})
+                       "threads": THREADS, "env": {key: os.environ.get(key) for key in PINNED_ENV},
+                       "onednn": torch.backends.mkldnn.enabled})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -146,6 +199,15 @@ def trained(spec: TinyModel, xtr: torch.Tensor, ytr: torch.Tensor, epochs: int, 
     return model
 
 
+def weights_digest(model: nn.Module) -> str:
+    """The first 12 hex digits of a SHA-256 over the model's state dict: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     correct = sum(int((model(x[i:i + 256]).argmax(1) == y[i:i + 256]).sum()) for i in range(0, len(y), 256))
@@ -175,25 +237,43 @@ def quantized_accuracy(spec: TinyModel, float_model: nn.Module, setting: Setting
     return accuracy(model.eval(), xte, yte)
 
 
+def _regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {text!r} ({exc})") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few epochs and little calibration: a smoke run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", action="append", choices=[m.name for m in MODELS],
+                        help="only this model (repeatable; default: all)")
+    parser.add_argument("--rows", metavar="REGEX", type=_regex,
+                        help="only the quantized rows whose label matches (the float row always)")
     parser.add_argument("--json", metavar="OUT", help="also write the table as JSON")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    kernels = pin_torch()
     xtr, ytr, xte, yte = digits(args.seed)
     print(f"data: scikit-learn digits, {len(ytr)} train / {len(yte)} test images, {SIDE}x{SIDE} RGB, 10 classes")
+    print(kernels)
     rows: list[dict[str, object]] = []
     for spec in MODELS:
+        if args.model and spec.name not in args.model:
+            continue
         epochs = 3 if args.quick else spec.epochs
         t0 = time.perf_counter()
         model = trained(spec, xtr, ytr, epochs, args.seed)
         float_acc = accuracy(model, xte, yte)
+        digest = weights_digest(model)
         print(f"\n{spec.name} ({spec.family}, {sum(p.numel() for p in model.parameters()):,} params, "
-              f"{epochs} epochs, ready in {time.perf_counter() - t0:.1f} s): float top-1 {float_acc:.2f}%")
-        rows.append({"model": spec.name, "setting": "float", "top1": float_acc})
+              f"{epochs} epochs, weights {digest}, ready in {time.perf_counter() - t0:.1f} s): "
+              f"float top-1 {float_acc:.2f}%")
+        rows.append({"model": spec.name, "setting": "float", "top1": float_acc, "weights": digest})
         for setting in SETTINGS[spec.family]:
+            if args.rows and not args.rows.search(setting.label):
+                continue
             t1 = time.perf_counter()
             acc = quantized_accuracy(spec, model, setting, xtr, xte, yte, 2 if args.quick else 8, args.seed,
                                      args.quick)

@@ -217,7 +217,7 @@ def _worker(down: int, up: int, preload: tuple[str, ...]) -> None:
     try:
         os.setpgid(0, 0)  # its own process group: a Ctrl-C reaches the main process only, which stops the group
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, _stop)  # unwinds _draw, which kills and reaps its own children first
         with os.fdopen(up, "wb") as answer:
             _preload(preload)
             # a short-lived process that builds ~100k objects at once: cyclic GC only costs time here
@@ -266,10 +266,21 @@ def _draw(data: Mapping[str, Any], jobs: list[Job]) -> tuple[str, Any]:
         result = result_from_data(data)
     except BaseException as exc:  # noqa: BLE001
         return ("error", _picklable(exc))
-    children = [Background(run_job, result, job) for job in jobs[1:]]
-    outcomes = [_run(result, jobs[0])] if jobs else []
-    outcomes += [child.outcome() for child in children]
+    children: list[Background] = []
+    try:
+        for job in jobs[1:]:
+            children.append(Background(run_job, result, job))
+        outcomes = [_run(result, jobs[0])] if jobs else []
+        outcomes += [child.outcome() for child in children]
+    finally:  # stopped (SIGTERM) or failed: no child may outlive the worker and write into a discarded folder
+        for child in children:
+            child.close()
     return next((outcome for outcome in outcomes if outcome[0] != "ok"), ("ok", None))
+
+
+def _stop(signum: int, frame: object) -> None:
+    """The worker's SIGTERM handler: unwind (see _draw) instead of dying with children still drawing."""
+    raise SystemExit(128 + signum)
 
 
 class Background:
@@ -317,12 +328,12 @@ class Background:
             return ("ok", None)
         if not self._pid:
             return ("ok", None)
-        with os.fdopen(self._read, "rb") as stream:
+        fd, self._read = self._read, -1  # the stream owns the descriptor now, even if interrupted while reading
+        with os.fdopen(fd, "rb") as stream:
             try:
                 answer: tuple[str, Any] = pickle.load(stream)
             except (EOFError, OSError, pickle.UnpicklingError):
                 answer = ("error", "a background writer stopped without an answer")
-        self._read = -1
         self._reap(kill=False)
         return answer
 
@@ -335,10 +346,14 @@ class Background:
     def close(self) -> None:
         """Kill the child if it still runs and reap it; idempotent."""
         self._inline = None
-        if self._read >= 0:
-            os.close(self._read)
-            self._read = -1
-        self._reap(kill=True)
+        fd, self._read = self._read, -1
+        try:
+            if fd >= 0:
+                os.close(fd)
+        except OSError:
+            pass
+        finally:
+            self._reap(kill=True)
 
     def _reap(self, kill: bool) -> None:
         if self._pid:

@@ -115,3 +115,33 @@ def test_an_unpicklable_error_comes_back_as_its_text(result: Result, tmp_path: P
 
     with pytest.raises(RenderError, match="Local: odd"):
         Background(fails, result, tmp_path / "x", fork=True).join()
+
+
+def _sleep_then_write(path: Path) -> None:
+    import time
+
+    time.sleep(5)
+    path.write_text("late")
+
+
+@pytest.mark.skipif(not can_fork(), reason="needs fork")
+def test_an_interrupt_while_waiting_for_a_background_writer_kills_it(tmp_path: Path) -> None:
+    """Ctrl-C while joining a forked writer: close() neither fails (the interrupted read owned the pipe) nor
+    leaves the child running to write into a folder that is being discarded."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    target = tmp_path / "late.txt"
+    background = Background(_sleep_then_write, target, fork=True)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            background.join()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    background.close()  # must not raise, and reaps the child
+    assert not target.exists()
