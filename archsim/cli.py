@@ -313,7 +313,7 @@ def _run(args: argparse.Namespace, renderer: Renderer | None) -> int:
                 "wall_seconds": {"trace": round(t_trace, 3), "simulate": round(t_sim, 3)}}
         try:  # the whole folder, or nothing if it fails or is interrupted
             write_all(result, out, host=host, run=record(args.argv, cfg, args.set, key), plots=not args.no_plots,
-                      renderer=renderer, zoom=args.zoom)
+                      renderer=renderer, zoom=args.zoom, parallel=True)  # trace.json written by a forked child
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot write the report ({exc.strerror or exc})") from None
         bar.update(1)
