@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Collection, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 from archsim.errors import ArchsimError, UnsupportedModelError, UsageError
 from archsim.outputs import check_output_path, safe_name, staged_file
@@ -18,6 +18,7 @@ from archsim.workloads.bridge import QuantizerError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from archsim.report.render import Renderer
+    from archsim.result import Result
     from archsim.run.guard import Limits
     from archsim.workloads.bridge import QuantConfig
     from archsim.workloads.ir import Workload
@@ -306,7 +307,7 @@ def _run(args: argparse.Namespace, renderer: Renderer | None) -> int:
         out = _out_folder(args, _run_name(args, cfg.name, model), OWNED_FILES, key=key)
         bar.set_description("map+simulate")
         t1 = time.perf_counter()
-        result = run_stages(cfg, workload, progress=bar, limits=limits)
+        result = _named(args, lambda: run_stages(cfg, workload, progress=bar, limits=limits))
         t_sim = time.perf_counter() - t1
         bar.set_description("report")
         host = {"python": platform.python_version(), "machine": platform.machine(),
@@ -342,6 +343,17 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"redrawn: {', '.join(str(p) for p in drawn.values())}")
     return 0
+
+
+def _named(args: argparse.Namespace, stage: Callable[[], Result]) -> Result:
+    """``stage()``, with a size-guard refusal (which names no file of its own) put on the workload it is about."""
+    try:
+        return stage()
+    except UsageError as exc:
+        if exc.source is not None:
+            raise
+        source = args.workload or args.trace or args.quantized or args.model
+        raise UsageError(exc.detail, source=source, key=exc.key) from None
 
 
 def _run_parts(args: argparse.Namespace) -> dict[str, object]:
@@ -397,7 +409,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if key not in workloads:
             workloads[key] = _load_workload(args, d.act_bits, d.weight_bits, d.bias_bits, d.scale_kind, quant,
                                             v.config)
-        results.append((v, run_stages(cfg, workloads[key], limits=limits)))
+        results.append((v, _named(args, lambda: run_stages(cfg, workloads[key], limits=limits))))
     model = str(results[0][1].model)
     out = _out_folder(args, f"compare-{model}", COMPARE_FILES)
     table = rows(results)

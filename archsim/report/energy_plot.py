@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-import numpy as np
 
 from archsim.report.blocks import op_blocks
+from archsim.report.units import ENERGY_UNITS, EnergyUnit, energy_unit
 from archsim.report.figure_io import new_figure, png_bytes, rectangles, save_png
 from archsim.report.palette import KIND_COLORS, OTHER_COLOR, kind_colors
 from archsim.report.summary import safe_ratio
@@ -31,9 +31,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-#: Energy units by size, in pJ per unit.
-ENERGY_UNITS: tuple[tuple[str, float], ...] = (("pJ", 1.0), ("nJ", 1e3), ("µJ", 1e6), ("mJ", 1e9), ("J", 1e12))
-
 #: Component groups in display order; ``static`` holds every component's leakage.
 GROUPS: tuple[str, ...] = ("DRAM", "SRAM", "MAC engines", "vector engines", "NoC", "other", "static")
 STATIC = "static"
@@ -42,30 +39,6 @@ MAX_BLOCK_BARS = 36
 FIG_WIDTH_IN = 14.0
 BAR_IN = 0.24
 CHAR_IN = 0.062
-
-
-@dataclass(frozen=True, slots=True)
-class EnergyUnit:
-    """One unit and number of decimals for a whole table or figure, so its values line up and compare at sight."""
-
-    label: str
-    scale: float  # pJ per unit
-    decimals: int
-
-    def format(self, value_pj: float) -> str:
-        """``value_pj`` in this unit, e.g. ``12.34 µJ``."""
-        return f"{value_pj / self.scale:,.{self.decimals}f} {self.label}"
-
-
-def energy_unit(largest_pj: float) -> EnergyUnit:
-    """The unit in which ``largest_pj`` reads as 1 to 999, with decimals giving it four significant digits."""
-    label, scale = ENERGY_UNITS[0]
-    for candidate, candidate_scale in ENERGY_UNITS:
-        if abs(largest_pj) >= candidate_scale:
-            label, scale = candidate, candidate_scale
-    scaled = abs(largest_pj) / scale
-    decimals = 3 - math.floor(math.log10(scaled)) if scaled >= 1 else 3
-    return EnergyUnit(label, scale, max(decimals, 0))
 
 
 def figure_unit(total_pj: float, largest_pj: float) -> EnergyUnit:
@@ -145,6 +118,8 @@ def _stacked(ax: Axes, rows: Mapping[str, Mapping[str, float]], colors: Mapping[
              total: float, title: str) -> None:
     """Horizontal bars stacked by op kind (in ``colors`` order), top to bottom in ``rows`` order, each labelled with
     its energy and share of ``total``."""
+    import numpy as np  # here, not at import: report.md and the console use this module's units without numpy
+
     names = list(rows)
     ax.set_title(title, fontsize=10, loc="left")
     if not names:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from archsim.report.energy_plot import energy_unit
+from archsim.report.units import energy_unit
 from archsim.report.layers import op_bound
 from archsim.report.summary import build_summary, compute_engines, safe_ratio, top_stalls, write_text_atomic
 from archsim.result import STALL_REASONS, Result

@@ -305,6 +305,15 @@ def test_importing_the_report_package_does_not_import_matplotlib() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_text_reports_do_not_import_numpy() -> None:
+    """report.md, summary.json and the console format energy without the plotting stack (a run without plots
+    pays for none of it)."""
+    code = "import sys, archsim.report.markdown, archsim.report.console, archsim.report.summary; " \
+           "print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_failed_render_leaves_no_file(result: Result, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken_savefig(self: object, fname: Path, **kwargs: object) -> None:
         Path(fname).write_bytes(PNG_SIGNATURE)  # a partial file, then the failure

@@ -64,6 +64,7 @@ def test_cli_refuses_with_one_line_and_runs_when_lifted(tmp_path: Path, capsys) 
     assert main([*args, "--max-events", "1000", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--max-events" in err and "events" in err
+    assert err.startswith(f"archsim: error: {MLP_YAML}: this run would simulate")  # names the workload
     assert not (tmp_path / "a").exists()
     assert main([*args, "--max-events", "0", "--max-memory", "0", "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "b" / "summary.json").is_file()
