@@ -173,7 +173,10 @@ def run_case(case: Case, deadline: float = 10.0, plots: bool = False) -> Outcome
             lines = err.splitlines()
             if len(lines) != 1 or not err.endswith("\n"):
                 return outcome("unclean", f"{len(lines)} lines on stderr")
-            if not lines[0].startswith(f"archsim: error: {path}"):
+            # the case's own file, or the config it runs on when that is what cannot take the workload (a buffer too
+            # small for one tile of a grown op names the config's buffer key)
+            named = [str(path)] + ([str(case.partner)] if case.target != "config" and case.partner else [])
+            if not any(lines[0].startswith(f"archsim: error: {name}: ") for name in named):
                 return outcome("unclean", "the error does not start with the file's name")
             return outcome("clean")
         if status != 0:
