@@ -1,16 +1,8 @@
 """Fixtures shared by all tests."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # one torch/OpenMP thread per xdist worker (set before any test module imports torch): `-n 2` on 2 cores is
-    # already one worker per core, and oversubscribed OpenMP threads spin-wait, which slowed the quantizer tests
-    # tenfold on a machine busy with other work
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_var, "1")
 
 from archsim.config import load_config
 from archsim.workloads.ir import Workload

@@ -36,7 +36,8 @@ def test_the_page_covers_every_extension_point() -> None:
     assert not re.search(r"\.\./shared\b", text)
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+@pytest.mark.parametrize("index", [pytest.param(i, marks=pytest.mark.slow) if "torch" in block else i
+                                   for i, block in enumerate(BLOCKS)])  # a block with torch traces a model
 def test_python_block_runs(index: int, tmp_path: Path) -> None:
     """Block ``index`` exits 0 and prints its result line (each block ends with asserts and one print)."""
     proc = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=tmp_path, capture_output=True, text=True,

@@ -76,6 +76,7 @@ def test_validate_the_plugins_config() -> None:
     assert "engine bsa: bitserial 32x32, weight-serial, 256 MACs/cycle at 4-bit" in proc.stdout
 
 
+@pytest.mark.slow  # traces the plugin's model with torch
 def test_run_the_plugins_config_on_its_model(tmp_path: Path) -> None:
     proc = archsim("run", str(CONFIG), "--model", "example_vit", "--quiet", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr

@@ -15,6 +15,9 @@ from quantizer.methods.trio import NonFiniteError, TrioOptions, build_units
 from quantizer.methods.trio_attention import Log2Divisor, QLiteMLA
 from quantizer.methods.trio_quant import QConv2d, QLayer, quant_mode
 
+# calibrates and quantizes a whole (small) EfficientViT per test: about 30 s of single-core work, in CI's full run
+pytestmark = pytest.mark.slow
+
 RES = 64
 
 
