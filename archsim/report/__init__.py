@@ -12,14 +12,12 @@ The plot modules (and matplotlib, numpy) load only when a plot is drawn: ``impor
 """
 from __future__ import annotations
 
-import gc
 import importlib
 import json
 import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # every writer loads on first use (see __getattr__), so ``import archsim.report`` costs nothing
     from archsim.report.chrome_trace import build_chrome_trace, write_chrome_trace
@@ -123,20 +121,10 @@ def write_all(
     ``zoom`` also draws the timeline of that block into ``timeline_zoom.png``. ``parallel`` (default: True when a
     ``renderer`` is given) writes trace.json in a forked process beside this one where the OS can fork.
     """
-    with _gc_paused():
+    from archsim.kernel.kernel import gc_paused
+
+    with gc_paused():
         return _write_all(result, Path(out_dir), host, plots, renderer, command, zoom, parallel, run)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Cyclic garbage collection off for a block that allocates many small objects and frees them together."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _write_all(result: Result, folder: Path, host: Mapping[str, Any] | None, plots: bool, renderer: Renderer | None,

@@ -176,16 +176,8 @@ class Renderer:
                 except OSError:
                     pass
         self._to_worker = self._from_worker = None
-        if self._pid:
-            if kill:
-                try:
-                    os.killpg(self._pid, signal.SIGTERM)
-                except OSError:
-                    pass
-            try:
-                os.waitpid(self._pid, 0)
-            except ChildProcessError:
-                pass
+        if self._pid:  # SIGTERM to its group: the worker unwinds, killing and reaping its own children first
+            _end_child(self._pid, lambda pid: os.killpg(pid, signal.SIGTERM) if kill else None)
             self._pid = 0
         if self._sender is not None:
             self._sender.join()
@@ -357,16 +349,21 @@ class Background:
 
     def _reap(self, kill: bool) -> None:
         if self._pid:
-            if kill:
-                try:
-                    os.kill(self._pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            try:
-                os.waitpid(self._pid, 0)
-            except ChildProcessError:
-                pass
+            _end_child(self._pid, lambda pid: os.kill(pid, signal.SIGKILL) if kill else None)
             self._pid = 0
+
+
+def _end_child(pid: int, stop: Callable[[int], None]) -> None:
+    """Call ``stop(pid)`` (it signals the child, or does nothing) and wait for the child to exit; a child that is
+    already gone is no error."""
+    try:
+        stop(pid)
+    except OSError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _run(result: Result, job: Job) -> tuple[str, Any]:
